@@ -1,0 +1,49 @@
+"""A user's data rights: export everything as one archive; delete the account and all it holds."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from typing import Any
+
+from backend.services import Services
+from backend.storage.keys import public_key
+from backend.storage.users import public_user
+
+
+async def export_user(services: Services, user_id: str) -> bytes:
+    user = services.users.require(user_id)
+    documents: list[dict[str, Any]] = []
+    rag = await services.rag()
+    if hasattr(rag, "export_user"):
+        documents = await rag.export_user(user_id)
+    parts = {
+        "user.json": public_user(user),
+        "api_keys.json": [public_key(k) for k in services.keys.list_for(user_id)],
+        "documents.json": documents,
+        "conversations.json": services.conversations.export_user(user_id),
+        "export.json": {"exported_at": int(time.time()), "format": 1},
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, value in parts.items():
+            zf.writestr(name, json.dumps(value, ensure_ascii=False, indent=1))
+    return buf.getvalue()
+
+
+async def delete_user(services: Services, user_id: str) -> dict[str, int]:
+    services.users.require(user_id)
+    rag = await services.rag()
+    documents = 0
+    if hasattr(rag, "delete_user"):
+        result = await rag.delete_user(user_id)
+        documents = result if isinstance(result, int) else 0
+    counts = {
+        "conversations": services.conversations.delete_user(user_id),
+        "api_keys": services.keys.delete_user(user_id),
+        "documents": documents,
+    }
+    services.users.delete(user_id)  # last: a crash midway leaves a user who can retry
+    return counts

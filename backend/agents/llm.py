@@ -1,0 +1,62 @@
+"""A provider wrapper that counts the agent's LLM calls and adds up their token usage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from backend.llm.base import LLMProvider
+from backend.llm.types import Completion, GenerationParams, Message, StreamEvent, Usage
+
+#: sampling for the agent's own steps (tool choice, plans, checks) when the request sets none
+AGENT_TEMPERATURE = 0.2
+STEP_MAX_TOKENS = 512
+
+
+class CountingLLM:
+    """Wraps an ``LLMProvider``; every ``complete``/``stream`` call is counted once."""
+
+    def __init__(self, provider: LLMProvider, params: GenerationParams) -> None:
+        self.provider = provider
+        self.base = params
+        self.calls = 0
+        self.usage = Usage()
+
+    def params(self, *, final: bool = False, **overrides: object) -> GenerationParams:
+        """The request's sampling settings with the agent's defaults and ``overrides``.
+
+        Tools, tool_choice and response_format of the client request never leak into agent calls.
+        """
+        temperature = self.base.temperature if self.base.temperature is not None else AGENT_TEMPERATURE
+        max_tokens = self.base.max_tokens
+        if not final:
+            max_tokens = min(max_tokens, STEP_MAX_TOKENS) if max_tokens else STEP_MAX_TOKENS
+        out = replace(
+            self.base,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            tools=None,
+            tool_choice=None,
+            response_format=None,
+        )
+        return replace(out, **overrides) if overrides else out
+
+    def _add(self, usage: Usage | None) -> None:
+        if usage is not None:
+            self.usage = Usage(
+                self.usage.prompt_tokens + usage.prompt_tokens,
+                self.usage.completion_tokens + usage.completion_tokens,
+            )
+
+    async def complete(self, messages: list[Message], params: GenerationParams) -> Completion:
+        self.calls += 1
+        out = await self.provider.complete(messages, params)
+        self._add(out.usage)
+        return out
+
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        self.calls += 1
+        async for ev in self.provider.stream(messages, params):
+            if ev.usage is not None:
+                self._add(ev.usage)
+            yield ev

@@ -1,0 +1,282 @@
+"""The graph's nodes. Each reads the state and the run context and returns a partial state update.
+
+Steps are reported as they happen through LangGraph's custom stream (``get_stream_writer``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
+
+from backend.agents.events import AgentStep, merge_sources
+from backend.agents.messages import text_of
+from backend.agents.plan_execute import prompts
+from backend.agents.plan_execute.state import PlanExecuteState, PlanStep, RunContext, ToolOutcome, ToolTask
+from backend.agents.tools import normalize_args, prompt_observation, run_tool, signature, trace_observation
+from backend.errors import APIError
+from backend.tools.base import ToolError
+
+log = logging.getLogger("backend.agents.plan_execute")
+
+RESULTS_PROMPT_CHARS = 4000
+
+
+def _emit(step: AgentStep) -> None:
+    get_stream_writer()(step)
+
+
+def _arguments_schema(params: dict[str, Any]) -> dict[str, Any]:
+    if params.get("type") != "object":
+        return {"type": "object", "properties": {}}
+    return params
+
+
+def plan_schema(rc: RunContext) -> dict[str, Any]:
+    """JSON schema of a plan: a list of {task, tool, arguments}, each tool with its own argument schema."""
+    variants = [
+        {
+            "type": "object",
+            "properties": {
+                "task": {"type": "string"},
+                "tool": {"const": name},
+                "arguments": _arguments_schema(t.parameters),
+            },
+            "required": ["task", "tool", "arguments"],
+        }
+        for name, t in rc.tools.items()
+    ]
+    item: dict[str, Any] = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    return {
+        "type": "object",
+        "properties": {"steps": {"type": "array", "items": item, "maxItems": rc.max_parallel_tools}},
+        "required": ["steps"],
+    }
+
+
+VERIFY_SCHEMA = {
+    "type": "object",
+    "properties": {"correct": {"type": "boolean"}, "problem": {"type": "string", "maxLength": 300}},
+    "required": ["correct", "problem"],
+}
+
+
+def _results_text(results: dict[str, ToolOutcome], limit: int = RESULTS_PROMPT_CHARS) -> str:
+    if not results:
+        return "(no tool results)"
+    lines = []
+    for r in results.values():
+        args = json.dumps(r["arguments"], ensure_ascii=False) if not isinstance(r["arguments"], str) else r["arguments"]
+        lines.append(f"[{r['step_id']}] {r['tool']}({args}) -> {prompt_observation(r['output'])}")
+    text = "\n".join(lines)
+    return text if len(text) <= limit else text[-limit:]
+
+
+def _history(state: PlanExecuteState) -> list[dict[str, Any]]:
+    """The client's conversation as plain user/assistant text (the last user turn is the question)."""
+    out = []
+    for m in state.get("messages", []):
+        if m.get("role") in ("user", "assistant"):
+            text = text_of(m.get("content")).strip()
+            if text:
+                out.append({"role": m["role"], "content": text})
+    return out[-6:]
+
+
+# ------------------------------------------------------------------------------- planning
+async def plan(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    rc = runtime.context
+    iteration = state.get("iteration", 0) + 1
+    system = prompts.PLAN_SYSTEM.format(
+        max_steps=rc.max_parallel_tools, tool_lines="\n".join(signature(t) for t in rc.tools.values())
+    )
+    if state.get("feedback"):
+        system += "\n\n" + prompts.REPLAN_NOTE.format(
+            feedback=state["feedback"], results=_results_text(state.get("tool_results", {}), 1500)
+        )
+    steps: list[PlanStep] = []
+    problem = ""
+    if rc.tools:
+        params = rc.llm.params(
+            response_format={"type": "json_schema", "json_schema": {"name": "plan", "schema": plan_schema(rc)}},
+        )
+        try:
+            out = await rc.llm.complete([{"role": "system", "content": system}, *_history(state)], params)
+            raw = json.loads(out.content or "{}").get("steps", [])
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raw, problem = [], f"the plan was not valid JSON ({exc})"
+        except APIError as exc:  # e.g. the schema cannot be enforced: plan nothing, reason without tools
+            raw, problem = [], exc.message
+        for n, item in enumerate(raw if isinstance(raw, list) else [], start=1):
+            if not isinstance(item, dict):
+                continue
+            args = item.get("arguments")
+            steps.append(
+                PlanStep(
+                    id=f"{iteration}.{n}",
+                    task=str(item.get("task") or "").strip(),
+                    tool=str(item.get("tool") or ""),
+                    arguments=args if isinstance(args, dict) else {},
+                )
+            )
+    summary = "; ".join(f"{s['id']} {s['tool']}: {s['task']}" for s in steps) or "no tool calls"
+    thought = f"Plan (round {iteration}): {summary}"
+    if problem:
+        thought += f" [planning problem: {problem}]"
+    _emit(rc.new_step(thought=thought, tool=None, input=None, observation="", ok=not problem, kind="plan"))
+    return {"plan": steps, "iteration": iteration}
+
+
+# ------------------------------------------------------------------------------- tool selection
+async def _repair(rc: RunContext, step: PlanStep) -> dict[str, Any] | None:
+    """Ask for the arguments again with the call forced to this tool (grammar-constrained)."""
+    t = rc.tools[step["tool"]]
+    params = rc.llm.params(tools=[t.openai_spec()], tool_choice={"type": "function", "function": {"name": t.name}})
+    messages = [
+        {"role": "system", "content": prompts.REPAIR_SYSTEM.format(tool=t.name)},
+        {"role": "user", "content": step["task"] or json.dumps(step["arguments"])},
+    ]
+    try:
+        out = await rc.llm.complete(messages, params)
+    except APIError as exc:
+        log.info("argument repair for %s failed: %s", t.name, exc.message)
+        return None
+    if not out.tool_calls:
+        return None
+    try:
+        return t.parse_arguments(out.tool_calls[0].arguments)
+    except ToolError:
+        return None
+
+
+def _call_key(tool: str, args: Any) -> str:
+    return tool + ":" + json.dumps(args, sort_keys=True, default=str)
+
+
+async def select_tools(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Validate the plan's calls: known tool, valid arguments (repaired once if not), no duplicates."""
+    rc = runtime.context
+    done = {_call_key(r["tool"], r["arguments"]) for r in state.get("tool_results", {}).values() if r["ok"]}
+    selected: list[PlanStep] = []
+    seen: set[str] = set()
+    for step in state.get("plan", []):
+        t = rc.tools.get(step["tool"])
+        problem = ""
+        args: dict[str, Any] | None = None
+        if t is None:
+            problem = f"unknown tool '{step['tool']}'"
+        else:
+            try:
+                args = t.parse_arguments(step["arguments"])
+            except ToolError as exc:
+                args = await _repair(rc, step)
+                if args is None:
+                    problem = f"invalid arguments for {t.name}: {exc}"
+        if args is not None:
+            key = _call_key(step["tool"], args)
+            if key in seen:
+                continue
+            if key in done:
+                problem = "already done in an earlier round (result reused)"
+            seen.add(key)
+        if problem:
+            _emit(
+                rc.new_step(
+                    thought=f"Skipping step {step['id']}: {step['task']}",
+                    tool=step["tool"] or None,
+                    input=normalize_args(step["arguments"]),
+                    observation=problem,
+                    ok=False,
+                    kind="format",
+                )
+            )
+            continue
+        selected.append(PlanStep(id=step["id"], task=step["task"], tool=step["tool"], arguments=args or {}))
+    return {"selected": selected[: rc.max_parallel_tools]}
+
+
+# ------------------------------------------------------------------------------- tool execution
+async def execute_tool(task: ToolTask, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """One tool call. Several of these run concurrently (one ``Send`` each)."""
+    rc = runtime.context
+    step = task["step"]
+    result = await run_tool(rc.tools, rc.tool_ctx, step["tool"], step["arguments"])
+    merge_sources(rc.sources, (result.data or {}).get("sources"))
+    _emit(
+        rc.new_step(
+            thought=step["task"] or f"Use {step['tool']}.",
+            tool=step["tool"],
+            input=step["arguments"],
+            observation=trace_observation(result.output),
+            ok=result.ok,
+            duration_s=round(result.duration_s, 4),
+            kind="tool",
+        )
+    )
+    outcome = ToolOutcome(
+        step_id=step["id"],
+        task=step["task"],
+        tool=step["tool"],
+        arguments=step["arguments"],
+        output=result.output,
+        ok=result.ok,
+        duration_s=result.duration_s,
+    )
+    return {"tool_results": {step["id"]: outcome}, "tools_used": [step["tool"]]}
+
+
+# ------------------------------------------------------------------------------- reasoning
+async def reasoning(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    rc = runtime.context
+    system = prompts.REASON_SYSTEM.format(results=_results_text(state.get("tool_results", {})))
+    out = await rc.llm.complete([{"role": "system", "content": system}, *_history(state)], rc.llm.params(final=True))
+    return {"draft": (out.content or "").strip()}
+
+
+# ------------------------------------------------------------------------------- verification
+async def verify(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Cheap checks first (empty answer, every tool failed), then one JSON-constrained model check."""
+    rc = runtime.context
+    draft = state.get("draft", "")
+    results = state.get("tool_results", {})
+    this_round = [r for r in results.values() if r["step_id"].split(".")[0] == str(state.get("iteration", 1))]
+    ok, problem = True, ""
+    if not draft:
+        ok, problem = False, "the answer was empty"
+    elif this_round and not any(r["ok"] for r in this_round):
+        ok, problem = False, "every tool call failed: " + "; ".join(r["output"][:150] for r in this_round)
+    else:
+        params = rc.llm.params(
+            response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": VERIFY_SCHEMA}},
+            max_tokens=160,
+        )
+        user = prompts.VERIFY_USER.format(
+            question=state.get("question", ""), results=_results_text(results, 2500), answer=draft[:2000]
+        )
+        try:
+            out = await rc.llm.complete([{"role": "system", "content": prompts.VERIFY_SYSTEM}, {"role": "user", "content": user}], params)
+            verdict = json.loads(out.content or "{}")
+            ok = bool(verdict.get("correct"))
+            problem = "" if ok else str(verdict.get("problem") or "the checker rejected the answer")[:300]
+        except (json.JSONDecodeError, AttributeError, APIError) as exc:
+            # a checker that cannot answer does not block the answer
+            log.info("verification call failed: %s", exc)
+            ok, problem = True, ""
+    observation = "passed" if ok else f"failed: {problem}"
+    _emit(rc.new_step(thought="Verification", tool=None, input=None, observation=observation, ok=ok, kind="verify"))
+    update: dict[str, Any] = {"verified": ok, "feedback": problem}
+    return update
+
+
+def replan(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    return {"replans": state.get("replans", 0) + 1}
+
+
+def finalize(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    draft = state.get("draft", "")
+    if not state.get("verified"):
+        draft = (draft or "I could not find a reliable answer.") + prompts.UNVERIFIED_NOTE
+    return {"final_output": draft}

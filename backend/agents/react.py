@@ -1,0 +1,364 @@
+"""The ReAct agent: Thought -> Action (tool + input) -> Observation, repeated, then a final answer.
+
+Two ways for the model to act, both parsed on every turn:
+
+* native tool calls (``tools=..., tool_choice="auto"``): the provider returns ``Completion.tool_calls``
+  (for text-only models the provider base class recovers calls written as JSON);
+* the text ReAct format (``Action: tool`` / ``Action Input: {...}`` / ``Final Answer: ...``), used as
+  the prompt format in ``style="text"`` and accepted as a fallback in ``style="native"``.
+
+A tool error or a reply that cannot be parsed becomes an observation; the run goes on. After
+``max_iterations`` turns one last call (without tools) asks for the best answer from what was observed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from backend.agents import prompts
+from backend.agents.events import AgentStep, AnswerDelta, merge_sources
+from backend.agents.llm import CountingLLM
+from backend.agents.messages import split_conversation
+from backend.agents.tools import (
+    normalize_args,
+    parse_input,
+    prompt_observation,
+    run_tool,
+    signature,
+    specs,
+    trace_observation,
+)
+from backend.llm.tool_calling import new_call_id, parse_tool_calls
+from backend.llm.types import Message, ToolCall
+from backend.tools.base import Tool, ToolContext
+
+log = logging.getLogger("backend.agents.react")
+
+Style = Literal["native", "text"]
+
+_FINAL_RE = re.compile(r"Final\s*Answer\s*:\s*", re.I)
+_ACTION_RE = re.compile(
+    r"Action\s*\d*\s*:\s*[`\"']?([A-Za-z_][\w\-]*)[`\"']?\s*(?:\(\s*\))?\s*\n?\s*Action\s*\d*\s*Input\s*\d*\s*:\s*(.*)",
+    re.I | re.S,
+)
+_ACTION_ONLY_RE = re.compile(r"^\s*Action\s*:", re.I | re.M)
+_THOUGHT_RE = re.compile(r"^\s*Thought\s*:\s*", re.I)
+_TOOL_CALL_RE = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.S)
+_STRUCTURED_START = ("thought:", "action:", "final answer", "{", "[", "<tool_call>", "```json", "```tool")
+
+
+@dataclass
+class ParsedAction:
+    thought: str
+    tool: str
+    arguments: dict[str, Any] | str
+
+
+@dataclass
+class ParsedFinal:
+    thought: str
+    answer: str
+
+
+@dataclass
+class ParseError:
+    problem: str
+    text: str
+
+
+def parse_react_text(text: str, tool_names: list[str]) -> ParsedAction | ParsedFinal | ParseError:
+    """Parse one text-format ReAct reply. Plain text without any marker is a final answer."""
+    final = _FINAL_RE.search(text)
+    action = _ACTION_RE.search(text)
+    if action and (not final or action.start() < final.start()):
+        thought = _THOUGHT_RE.sub("", text[: action.start()]).strip()
+        name = action.group(1)
+        raw_input = re.split(r"\n\s*Observation\s*:", action.group(2), maxsplit=1, flags=re.I)[0]
+        if name not in tool_names:
+            return ParseError(f"'{name}' is not a tool", text)
+        return ParsedAction(thought, name, parse_input(raw_input))
+    if final:
+        thought = _THOUGHT_RE.sub("", text[: final.start()]).strip()
+        answer = text[final.end() :].strip()
+        if not answer:
+            return ParseError("the Final Answer is empty", text)
+        return ParsedFinal(thought, answer)
+    if _ACTION_ONLY_RE.search(text):
+        return ParseError("an 'Action:' line must be followed by an 'Action Input:' line", text)
+    stripped = text.strip()
+    if not stripped:
+        return ParseError("the reply was empty", text)
+    return ParsedFinal("", _THOUGHT_RE.sub("", stripped))
+
+
+def _looks_like_failed_call(text: str) -> str | None:
+    """A reply that tried to call a tool but did not produce a usable call (native style)."""
+    s = text.strip()
+    if "<tool_call>" in s:
+        return "the <tool_call> did not contain a JSON object with a known tool 'name' and 'arguments'"
+    if s.startswith("{") and '"name"' in s:
+        try:
+            obj = json.loads(s)
+        except json.JSONDecodeError:
+            return "the tool call was not valid JSON"
+        if isinstance(obj, dict) and "arguments" in obj:
+            return f"'{obj.get('name')}' is not an available tool"
+    return None
+
+
+class _AnswerGate:
+    """Decides, while tokens stream in, which text is final-answer text that can be shown now.
+
+    Plain replies stream at once (holding back a short tail in case a tool call or ReAct marker
+    begins); structured replies (``Thought:``, JSON) stream only after ``Final Answer:``.
+    """
+
+    HOLD = 14
+    DECIDE_AT = 12
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.emitted = 0  # chars of the answer already released
+        self.state: Literal["undecided", "plain", "structured", "final", "stopped"] = "undecided"
+        self.answer_start = 0
+
+    def _answer_so_far(self) -> str:
+        return self.text[self.answer_start :].lstrip() if self.state in ("plain", "final") else ""
+
+    def feed(self, delta: str) -> str:
+        self.text += delta
+        if self.state == "undecided":
+            head = self.text.lstrip()
+            if len(head) < self.DECIDE_AT:
+                return ""
+            low = head.lower()
+            self.state = "structured" if low.startswith(_STRUCTURED_START) else "plain"
+        if self.state == "structured":
+            m = _FINAL_RE.search(self.text)
+            if m is None or _ACTION_RE.search(self.text[: m.start()]):
+                return ""
+            self.state, self.answer_start = "final", m.end()
+        if self.state in ("plain", "final"):
+            answer = self._answer_so_far()
+            if self.state == "plain" and ("<tool_call>" in answer or _ACTION_ONLY_RE.search(answer)):
+                self.state = "stopped"
+                return ""
+            if self.state == "final" and re.search(r"\n\s*(Observation|Thought|Action)\s*:", answer):
+                self.state = "stopped"
+                return ""
+            releasable = len(answer) - self.HOLD
+            if releasable > self.emitted:
+                out = answer[self.emitted : releasable]
+                self.emitted = releasable
+                return out
+        return ""
+
+    def released(self) -> int:
+        return self.emitted
+
+
+class ReActAgent:
+    def __init__(
+        self,
+        llm: CountingLLM,
+        ctx: ToolContext,
+        tools: dict[str, Tool],
+        *,
+        max_iterations: int = 5,
+        style: Style = "native",
+    ) -> None:
+        self.llm = llm
+        self.ctx = ctx
+        self.tools = tools
+        self.max_iterations = max(1, max_iterations)
+        self.style: Style = style if tools else "native"
+        self.steps: list[AgentStep] = []
+        self.sources: list[dict[str, Any]] = []
+        self.final: str = ""
+        self.stop_reason: str = "answered"
+        self._seen_calls: dict[str, str] = {}
+
+    def get_trace(self) -> list[AgentStep]:
+        return list(self.steps)
+
+    # ------------------------------------------------------------------ prompts
+    def _initial_messages(self, messages: list[Message]) -> list[Message]:
+        client_system, turns = split_conversation(messages)
+        if self.style == "text":
+            system = prompts.REACT_TEXT_SYSTEM.format(
+                tool_lines="\n".join(signature(t) for t in self.tools.values()),
+                tool_names=", ".join(self.tools),
+            )
+        else:
+            system = prompts.REACT_NATIVE_SYSTEM
+        if client_system:
+            system += "\n\n" + client_system
+        return [{"role": "system", "content": system}, *turns]
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self, messages: list[Message]) -> AsyncIterator[AgentStep | AnswerDelta]:
+        convo = self._initial_messages(messages)
+        for _ in range(self.max_iterations):
+            gate = _AnswerGate()
+            text, calls = "", []
+            params = self._turn_params()
+            async for ev in self.llm.stream(convo, params):
+                if ev.content:
+                    text += ev.content
+                    out = gate.feed(ev.content)
+                    if out:
+                        yield AnswerDelta(out)
+                if ev.tool_calls:
+                    calls.extend(ev.tool_calls)
+            if not calls and self.style == "native" and self.tools and "<tool_call>" in text:
+                # text before the call made the provider stream it as plain text: recover the call here
+                calls = parse_tool_calls(text, specs(self.tools)) or []
+                if calls:
+                    text = text[: text.index("<tool_call>")]
+            if calls:
+                async for step in self._act_native(convo, text, calls):
+                    yield step
+                continue
+            parsed = parse_react_text(text, list(self.tools))
+            if isinstance(parsed, ParsedFinal) and self.style == "native":
+                problem = _looks_like_failed_call(text)
+                if problem:
+                    parsed = ParseError(problem, text)
+            if isinstance(parsed, ParsedFinal):
+                self.final = parsed.answer
+                if parsed.thought:
+                    yield self._step(parsed.thought, None, None, "", True, 0.0, kind="note")
+                rest = self._remaining(parsed.answer, gate)
+                if rest:
+                    yield AnswerDelta(rest)
+                return
+            if isinstance(parsed, ParsedAction):
+                async for step in self._act_text(convo, text, parsed):
+                    yield step
+                continue
+            yield self._format_error(convo, parsed)
+        async for delta in self._force_final(convo):
+            yield delta
+
+    def _turn_params(self) -> Any:
+        if self.style == "text":
+            return self.llm.params(stop=["\nObservation:", "Observation:"])
+        if not self.tools:
+            return self.llm.params()
+        return self.llm.params(tools=specs(self.tools), tool_choice="auto")
+
+    @staticmethod
+    def _remaining(answer: str, gate: _AnswerGate) -> str:
+        done = gate.released()
+        if done == 0:
+            return answer
+        streamed = gate._answer_so_far()[:done]
+        if answer.startswith(streamed):
+            return answer[done:]
+        # the answer was cleaned after streaming began (e.g. a trailing marker removed)
+        return answer[done:] if len(answer) > done else ""
+
+    # ------------------------------------------------------------------ acting
+    def _step(
+        self,
+        thought: str,
+        tool: str | None,
+        args: Any,
+        observation: str,
+        ok: bool,
+        duration: float,
+        kind: str = "tool",
+    ) -> AgentStep:
+        step = AgentStep(
+            index=len(self.steps),
+            thought=thought,
+            tool=tool,
+            input=normalize_args(args),
+            observation=trace_observation(observation),
+            ok=ok,
+            duration_s=round(duration, 4),
+            kind=kind,
+        )
+        self.steps.append(step)
+        return step
+
+    async def _execute(self, name: str, arguments: Any) -> tuple[str, bool, float, bool]:
+        """(observation, ok, seconds, repeated). A repeated identical call is not run again."""
+        key = name + ":" + json.dumps(normalize_args(arguments), sort_keys=True, default=str)
+        if key in self._seen_calls:
+            obs = prompts.REPEATED_CALL.format(tool=name, observation=prompt_observation(self._seen_calls[key]))
+            return obs, False, 0.0, True
+        start = time.perf_counter()
+        result = await run_tool(self.tools, self.ctx, name, arguments)
+        merge_sources(self.sources, (result.data or {}).get("sources"))
+        self._seen_calls[key] = result.output
+        return result.output, result.ok, result.duration_s or time.perf_counter() - start, False
+
+    async def _act_native(
+        self, convo: list[Message], thought: str, calls: list[ToolCall]
+    ) -> AsyncIterator[AgentStep]:
+        thought = _THOUGHT_RE.sub("", thought).strip()
+        convo.append({"role": "assistant", "content": thought or None, "tool_calls": [c.to_openai() for c in calls]})
+        results = await asyncio.gather(*(self._execute(c.name, c.arguments) for c in calls))
+        for call, (obs, ok, secs, _) in zip(calls, results):
+            convo.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)})
+            yield self._step(thought or f"I should use {call.name}.", call.name, call.arguments, obs, ok, secs)
+
+    async def _act_text(self, convo: list[Message], text: str, action: ParsedAction) -> AsyncIterator[AgentStep]:
+        obs, ok, secs, _ = await self._execute(action.tool, action.arguments)
+        if self.style == "text":
+            convo.append({"role": "assistant", "content": _trim_after_input(text)})
+            convo.append({"role": "user", "content": prompts.OBSERVATION_PREFIX_TEXT + prompt_observation(obs)})
+        else:  # a text-format action in native style: replay it as a native call
+            call = ToolCall(id=new_call_id(), name=action.tool, arguments=json.dumps(action.arguments))
+            convo.append(
+                {"role": "assistant", "content": action.thought or None, "tool_calls": [call.to_openai()]}
+            )
+            convo.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)})
+        yield self._step(action.thought or f"I should use {action.tool}.", action.tool, action.arguments, obs, ok, secs)
+
+    def _format_error(self, convo: list[Message], err: ParseError) -> AgentStep:
+        names = ", ".join(self.tools)
+        if self.style == "text":
+            help_text = prompts.FORMAT_HELP_TEXT.format(problem=err.problem, tool_names=names)
+        else:
+            help_text = prompts.FORMAT_HELP_NATIVE.format(problem=err.problem, tool_names=names)
+        if err.text.strip():
+            convo.append({"role": "assistant", "content": err.text.strip()})
+        convo.append({"role": "user", "content": help_text})
+        return self._step(err.text.strip()[:500], None, None, help_text, False, 0.0, kind="format")
+
+    async def _force_final(self, convo: list[Message]) -> AsyncIterator[AnswerDelta]:
+        self.stop_reason = "max_iterations"
+        convo.append({"role": "user", "content": prompts.FORCE_FINAL})
+        gate = _AnswerGate()
+        text = ""
+        async for ev in self.llm.stream(convo, self.llm.params(final=True)):
+            if ev.content:
+                text += ev.content
+                out = gate.feed(ev.content)
+                if out:
+                    yield AnswerDelta(out)
+        parsed = parse_react_text(_TOOL_CALL_RE.sub("", text), list(self.tools))
+        answer = parsed.answer if isinstance(parsed, ParsedFinal) else ""
+        if not answer:  # nothing usable: report what was observed rather than nothing
+            observed = [s for s in self.steps if s.tool and s.ok]
+            answer = "I could not finish within the step limit." + (
+                f" The last result was: {observed[-1].observation[:500]}" if observed else ""
+            )
+        self.final = answer
+        rest = self._remaining(answer, gate)
+        if rest:
+            yield AnswerDelta(rest)
+
+
+def _trim_after_input(text: str) -> str:
+    """Drop anything the model wrote after the Action Input (e.g. an invented Observation)."""
+    return re.split(r"\n\s*Observation\s*:", text, maxsplit=1, flags=re.I)[0].rstrip()

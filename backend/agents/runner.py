@@ -1,0 +1,134 @@
+"""The agents' entry point: ``run_agent`` streams steps as they happen, the answer, then ``AgentDone``.
+
+    async for ev in run_agent("react", messages, ctx, provider, params, settings):
+        AgentStep   -> a tool call (or plan / verification / format note) just finished
+        AnswerDelta -> a piece of the final answer text
+        AgentDone   -> exactly once, last: the full answer, trace, sources, usage, LLM call count
+
+Cancelling the consuming task (client disconnect) cancels the run at its current await:
+the model call or the tool calls in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from backend.agents.events import AgentDone, AgentEvent, AgentStep, AnswerDelta
+from backend.agents.llm import CountingLLM
+from backend.agents.messages import last_user_text
+from backend.agents.react import ReActAgent, Style
+from backend.agents.tools import select_tools
+from backend.errors import BadRequestError
+from backend.llm.base import LLMProvider
+from backend.llm.types import GenerationParams, Message
+from backend.tools.base import Tool, ToolContext
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
+
+log = logging.getLogger("backend.agents.runner")
+
+AGENT_MODES = ("react", "plan_execute")
+ANSWER_CHUNK_CHARS = 24
+
+
+async def run_agent(
+    mode: str,
+    messages: list[Message],
+    ctx: ToolContext,
+    provider: LLMProvider,
+    params: GenerationParams,
+    settings: Settings,
+    *,
+    tool_names: list[str] | None = None,
+    tools: dict[str, Tool] | None = None,
+    session_id: str | None = None,
+    style: Style | None = None,
+) -> AsyncIterator[AgentEvent]:
+    """Run the ReAct or plan-and-execute agent over ``messages``; see the module docstring.
+
+    ``params`` are the request's sampling settings (temperature, max_tokens, seed, stop...);
+    its tools/tool_choice/response_format are ignored: the agents use the server's tools.
+    ``tool_names`` restricts the registry's tools (default: all of them); ``tools`` replaces them.
+    """
+    if mode not in AGENT_MODES:
+        raise ValueError(f"run_agent mode must be one of {AGENT_MODES}, not {mode!r}")
+    if not last_user_text(messages).strip():
+        raise BadRequestError("The agent needs a user message with text.", param="messages")
+    llm = CountingLLM(provider, params)
+    tools = dict(tools) if tools is not None else select_tools(tool_names)
+    if mode == "react":
+        agent = ReActAgent(
+            llm,
+            ctx,
+            tools,
+            max_iterations=settings.agent_max_iterations,
+            style=style or getattr(settings, "agent_tool_style", "native"),
+        )
+        run = agent.run(messages)
+        async with contextlib.aclosing(run):
+            async for ev in run:
+                yield ev
+        yield AgentDone(
+            content=agent.final,
+            steps=agent.get_trace(),
+            mode="react",
+            reason=agent.stop_reason,
+            sources=agent.sources,
+            usage=llm.usage,
+            llm_calls=llm.calls,
+        )
+        return
+
+    async for ev in _run_plan_execute(messages, ctx, llm, tools, settings, session_id):
+        yield ev
+
+
+async def _run_plan_execute(
+    messages: list[Message],
+    ctx: ToolContext,
+    llm: CountingLLM,
+    tools: dict[str, Any],
+    settings: Settings,
+    session_id: str | None,
+) -> AsyncIterator[AgentEvent]:
+    from backend.agents.plan_execute.graph import compiled_graph
+    from backend.agents.plan_execute.state import RunContext
+
+    rc = RunContext(llm=llm, tool_ctx=ctx, tools=tools, max_replans=settings.plan_max_replans)
+    state: dict[str, Any] = {
+        "messages": messages,
+        "session_id": session_id,
+        "user_id": ctx.user_id,
+        "question": last_user_text(messages),
+        "tools_used": [],
+        "tool_results": {},
+        "iteration": 0,
+        "replans": 0,
+    }
+    final: dict[str, Any] = state
+    config = {"recursion_limit": 8 * (settings.plan_max_replans + 1) + 8}
+    stream = compiled_graph().astream(state, config, context=rc, stream_mode=["custom", "values"])
+    async with contextlib.aclosing(stream):
+        async for kind, chunk in stream:
+            if kind == "custom" and isinstance(chunk, AgentStep):
+                yield chunk
+            elif kind == "values":
+                final = chunk
+    content = final.get("final_output", "")
+    for i in range(0, len(content), ANSWER_CHUNK_CHARS):
+        yield AnswerDelta(content[i : i + ANSWER_CHUNK_CHARS])
+    verified = bool(final.get("verified"))
+    yield AgentDone(
+        content=content,
+        steps=list(rc.steps),
+        mode="plan_execute",
+        reason="verified" if verified else "unverified",
+        sources=rc.sources,
+        usage=llm.usage,
+        llm_calls=llm.calls,
+        verified=verified,
+    )

@@ -1,0 +1,86 @@
+"""The agents' view of the tool registry: which tools, how they are described, how a call runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from backend.tools.base import Tool, ToolContext, ToolResult
+from backend.tools.registry import all_tools
+
+#: how much of one observation goes back into the prompt (the default model has an 8k context)
+OBSERVATION_PROMPT_CHARS = 1500
+#: how much of one observation is kept in the trace
+OBSERVATION_TRACE_CHARS = 8000
+
+
+def select_tools(names: list[str] | None = None) -> dict[str, Tool]:
+    """The registry's tools, restricted to ``names`` (in registry order) when given."""
+    tools = all_tools()
+    if names is None:
+        return dict(tools)
+    return {n: t for n, t in tools.items() if n in names}
+
+
+def specs(tools: dict[str, Tool]) -> list[dict[str, Any]]:
+    return [t.openai_spec() for t in tools.values()]
+
+
+def signature(t: Tool) -> str:
+    """``name(arg: type, ...): description`` for text prompts."""
+    props = t.parameters.get("properties", {})
+    args = ", ".join(f"{k}: {v.get('type', 'any')}" for k, v in props.items())
+    return f"- {t.name}({args}): {t.description}"
+
+
+def parse_input(raw: str) -> dict[str, Any] | str:
+    """A text-format Action Input: a JSON object if it is one (or contains one), else the bare text."""
+    text = raw.strip()
+    if text.startswith("```"):
+        text = text.strip("`")
+        if text.lower().startswith("json"):
+            text = text[4:]
+        text = text.strip()
+    try:
+        value = json.loads(text)
+        return value if isinstance(value, dict) else text
+    except json.JSONDecodeError:
+        pass
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        try:
+            value = json.loads(text[start : end + 1])
+            if isinstance(value, dict):
+                return value
+        except json.JSONDecodeError:
+            pass
+    return text.strip().strip('"')
+
+
+async def run_tool(tools: dict[str, Tool], ctx: ToolContext, name: str, arguments: Any) -> ToolResult:
+    """Run a call; an unknown tool is an error observation, like any other tool failure."""
+    t = tools.get(name)
+    if t is None:
+        return ToolResult(False, f"Error: unknown tool '{name}'. Available tools: {', '.join(tools) or 'none'}.")
+    return await t.run(ctx, arguments)
+
+
+def prompt_observation(text: str) -> str:
+    if len(text) <= OBSERVATION_PROMPT_CHARS:
+        return text
+    return text[:OBSERVATION_PROMPT_CHARS] + f"\n[... {len(text) - OBSERVATION_PROMPT_CHARS} more characters cut]"
+
+
+def trace_observation(text: str) -> str:
+    return text if len(text) <= OBSERVATION_TRACE_CHARS else text[:OBSERVATION_TRACE_CHARS] + " [...]"
+
+
+def normalize_args(arguments: Any) -> dict[str, Any] | str | None:
+    """Arguments as given to the trace: a dict when they are a JSON object."""
+    if isinstance(arguments, str):
+        try:
+            value = json.loads(arguments)
+            return value if isinstance(value, dict) else arguments
+        except json.JSONDecodeError:
+            return arguments
+    return arguments

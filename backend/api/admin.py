@@ -1,0 +1,75 @@
+"""``/api/admin``: user administration (admins only)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from backend.account import delete_user, export_user
+from backend.api.account import zip_response
+from backend.api.deps import admin_user, get_services
+from backend.errors import BadRequestError
+from backend.services import Principal, Services
+from backend.storage.users import public_user
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+class NewUser(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=4096)
+    role: Literal["admin", "user"] = "user"
+
+
+class UserPatch(BaseModel):
+    disabled: bool | None = None
+    password: str | None = Field(default=None, max_length=4096)
+
+
+@router.get("/users")
+async def list_users(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+                     _: Principal = Depends(admin_user), services: Services = Depends(get_services)) -> dict[str, Any]:
+    users, total = services.users.list(limit, offset)
+    return {"data": [public_user(u) for u in users], "total": total, "has_more": offset + len(users) < total}
+
+
+@router.post("/users", status_code=201)
+async def create_user(body: NewUser, admin: Principal = Depends(admin_user), services: Services = Depends(get_services)) -> dict[str, Any]:
+    user = await asyncio.to_thread(services.users.create, body.username, body.password, body.role)
+    services.audit.record("user_created", user=user["id"], by=admin.user_id, role=body.role)
+    return public_user(user)
+
+
+@router.patch("/users/{user_id}")
+async def update_user(user_id: str, body: UserPatch, admin: Principal = Depends(admin_user),
+                      services: Services = Depends(get_services)) -> dict[str, Any]:
+    services.users.require(user_id)
+    if body.disabled is not None:
+        if user_id == admin.user_id and body.disabled:
+            raise BadRequestError("You cannot disable your own account.")
+        services.users.set_disabled(user_id, body.disabled)
+        services.audit.record("user_disabled" if body.disabled else "user_enabled", user=user_id, by=admin.user_id)
+    if body.password is not None:
+        await asyncio.to_thread(services.users.set_password, user_id, body.password)
+        services.audit.record("password_changed", user=user_id, by=admin.user_id)
+    return public_user(services.users.require(user_id))
+
+
+@router.get("/users/{user_id}/export", response_class=Response)
+async def export_any(user_id: str, admin: Principal = Depends(admin_user), services: Services = Depends(get_services)) -> Response:
+    user = services.users.require(user_id)
+    services.audit.record("export", user=user_id, by=admin.user_id)
+    return zip_response(await export_user(services, user_id), f"export-{user['username']}.zip")
+
+
+@router.delete("/users/{user_id}")
+async def delete_any(user_id: str, admin: Principal = Depends(admin_user), services: Services = Depends(get_services)) -> dict[str, Any]:
+    if user_id == admin.user_id:
+        raise BadRequestError("Delete your own account with DELETE /api/account.")
+    counts = await delete_user(services, user_id)
+    services.audit.record("account_deleted", user=user_id, by=admin.user_id)
+    return {"deleted": True, **counts}

@@ -1,0 +1,199 @@
+"""Document upload, listing, download, deletion and search for RAG (``/api/files``).
+
+Every route is scoped to the caller: another user's ``file_id`` or ``job_id`` is a 404.
+Upload size is enforced while the body streams in (``Content-Length`` first, then a byte count
+on the ASGI receive channel), so an oversized upload is refused before it is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import UploadFile
+
+from backend.api.deps import current_user, get_services
+from backend.errors import APIError, BadRequestError, PayloadTooLargeError
+from backend.rag.jobs import IngestJobs
+from backend.rag.service import IngestItem, RagService
+from backend.services import Principal, Services
+
+log = logging.getLogger("backend.api.files")
+
+router = APIRouter(prefix="/api/files", tags=["files"])
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers on top of the file bytes
+_SAFE_DOWNLOAD_TYPES = {
+    "application/pdf",
+    "application/json",
+    "text/plain",
+    "text/csv",
+    "text/markdown",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(5, ge=1, le=50)
+    file_ids: list[str] | None = Field(None, max_length=200)
+    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+
+
+async def _rag(services: Services) -> RagService:
+    return await services.rag()
+
+
+def _jobs(services: Services) -> IngestJobs:
+    jobs = services.extras.get("rag_jobs")
+    if jobs is None:
+        jobs = services.extras.setdefault("rag_jobs", IngestJobs(services.settings.jobs_path))
+    return jobs
+
+
+async def _read_limited_form(request: Request, limit: int, max_files: int) -> Any:
+    """Parse the multipart body, refusing it (413) as soon as more than ``limit`` bytes arrive."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError as exc:
+            raise BadRequestError("Invalid Content-Length header.") from exc
+        if too_big:
+            raise PayloadTooLargeError(f"The upload is larger than the limit of {limit} bytes.", param="files")
+    received = 0
+    upstream = request.receive
+
+    async def limited_receive() -> dict[str, Any]:
+        nonlocal received
+        message = await upstream()
+        if message.get("type") == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise PayloadTooLargeError(f"The upload is larger than the limit of {limit} bytes.", param="files")
+        return message
+
+    limited = Request(request.scope, limited_receive)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise BadRequestError("Send the files as multipart/form-data in a field named 'files'.", param="files")
+    return await limited.form(max_files=max_files, max_fields=20)
+
+
+async def _collect_items(request: Request, settings: Any) -> list[IngestItem]:
+    limit = settings.max_upload_bytes
+    form = await _read_limited_form(request, limit + MULTIPART_OVERHEAD, settings.rag_max_files_per_upload)
+    try:
+        uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        if not uploads:
+            raise BadRequestError("No files were sent: use the multipart field name 'files'.", param="files")
+        items: list[IngestItem] = []
+        total = 0
+        for upload in uploads:
+            data = await upload.read(limit + 1)
+            total += len(data)
+            if len(data) > limit or total > limit:
+                raise PayloadTooLargeError(
+                    f"'{upload.filename}' takes the upload past the limit of {limit} bytes.", param="files"
+                )
+            items.append(IngestItem(upload.filename or "document", data, upload.content_type))
+        return items
+    finally:
+        await form.close()
+
+
+def _result_entry(item: IngestItem, result: dict[str, Any] | APIError) -> dict[str, Any]:
+    if isinstance(result, APIError):
+        return {"filename": item.filename, "status": "failed", "error": result.body()["error"]}
+    return result
+
+
+@router.post("/upload")
+async def upload_files(
+    request: Request,
+    principal: CurrentUser,
+    services: ServicesDep,
+    run_async: Annotated[bool, Query(alias="async")] = False,
+) -> Any:
+    """Upload one or more documents (field ``files``); ``?async=true`` answers 202 with a job id."""
+    items = await _collect_items(request, services.settings)
+    rag = await _rag(services)
+    user_id = principal.user_id
+
+    async def work(progress: Any) -> dict[str, Any]:
+        results = await rag.ingest_many(user_id, items, progress)
+        entries = [_result_entry(i, r) for i, r in zip(items, results)]
+        if all(isinstance(r, APIError) for r in results):
+            raise next(r for r in results if isinstance(r, APIError))
+        return {"object": "list", "data": entries}
+
+    if run_async:
+        job = _jobs(services).start(user_id, [i.filename for i in items], work)
+        return JSONResponse(job, status_code=202, headers={"Location": f"/api/files/jobs/{job['id']}"})
+    return await work(None)
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(
+    job_id: str, principal: CurrentUser, services: ServicesDep
+) -> dict[str, Any]:
+    return _jobs(services).get(principal.user_id, job_id)
+
+
+@router.get("/documents")
+async def list_documents(
+    principal: CurrentUser,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    return await (await _rag(services)).list_documents(principal.user_id, limit, offset)
+
+
+@router.get("/documents/{file_id}")
+async def get_document(
+    file_id: str, principal: CurrentUser, services: ServicesDep
+) -> dict[str, Any]:
+    return await (await _rag(services)).get_document(principal.user_id, file_id)
+
+
+@router.get("/documents/{file_id}/content")
+async def download_document(
+    file_id: str, principal: CurrentUser, services: ServicesDep
+) -> FileResponse:
+    path, record = await (await _rag(services)).document_path(principal.user_id, file_id)
+    media_type = record.get("content_type") if record.get("content_type") in _SAFE_DOWNLOAD_TYPES else None
+    return FileResponse(
+        path,
+        media_type=media_type or "application/octet-stream",
+        filename=record["filename"],
+        content_disposition_type="attachment",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+@router.delete("/documents/{file_id}")
+async def delete_document(
+    file_id: str, principal: CurrentUser, services: ServicesDep
+) -> dict[str, Any]:
+    return await (await _rag(services)).delete_document(principal.user_id, file_id)
+
+
+@router.post("/search")
+async def search_documents(
+    body: SearchRequest, principal: CurrentUser, services: ServicesDep
+) -> dict[str, Any]:
+    hits = await (await _rag(services)).search(principal.user_id, body.query, body.top_k, body.file_ids, mode=body.mode)
+    return {"object": "list", "data": [h.to_dict() for h in hits]}

@@ -1,0 +1,1 @@
+"""Chat completions: request validation, the generation pipeline and its two renderers."""

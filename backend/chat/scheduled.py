@@ -1,0 +1,113 @@
+"""The provider as one request sees it: each generation waits for a fair slot first.
+
+Agents make several model calls per request; each call queues separately, so a long agent
+run never holds the model while its tools execute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from backend.errors import APIError, ServiceUnavailableError, UpstreamTimeoutError
+from backend.llm.base import JsonConstraint, LLMProvider
+from backend.llm.types import Completion, GenerationParams, Message, StreamEvent
+
+if TYPE_CHECKING:
+    from backend.services import Services
+
+
+async def ensure_ready(services: Services) -> None:
+    """Wait for the start-up model load; retry it once if it had failed (e.g. Ollama was down)."""
+    loader = services.extras.get("model_loader")
+    if loader is not None and not loader.done():
+        await asyncio.shield(loader)
+    if services.extras.get("model_ready"):
+        return
+    try:
+        await services.provider.start()
+    except APIError:
+        raise
+    except Exception as exc:
+        raise ServiceUnavailableError(f"The model backend is not available: {exc}", retry_after=10) from exc
+    services.extras["model_ready"] = True
+
+
+class ScheduledProvider(LLMProvider):
+    def __init__(self, services: Services, user_id: str, result: Any = None) -> None:
+        self._services = services
+        self._inner = services.provider
+        self._user_id = user_id
+        self._result = result
+        self.name = self._inner.name
+        self.native_tool_calls = self._inner.native_tool_calls
+        self.parallel = self._inner.parallel
+
+    @property
+    def model_id(self) -> str:
+        return self._inner.model_id
+
+    @property
+    def context_window(self) -> int | None:
+        return self._inner.context_window
+
+    def count_tokens(self, text: str) -> int:
+        return self._inner.count_tokens(text)
+
+    async def health(self) -> dict[str, Any]:
+        return await self._inner.health()
+
+    def _stream_raw(self, messages: list[Message], params: GenerationParams, constraint: JsonConstraint | None) -> AsyncIterator[StreamEvent]:
+        return self._inner._stream_raw(messages, params, constraint)
+
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        services = self._services
+        settings = services.settings
+        metrics = services.metrics
+        scheduler = services.scheduler
+        ticket = scheduler.enqueue(self._user_id)
+        metrics.queue_depth.set(scheduler.waiting)
+        try:
+            await scheduler.wait(ticket)
+        finally:
+            metrics.queue_depth.set(scheduler.waiting)
+        metrics.queue_wait.labels(self.model_id).observe(ticket.waited_s)
+        metrics.queue_active.set(scheduler.active)
+        try:
+            await ensure_ready(services)
+            if self._result is not None:
+                self._result.llm_calls += 1
+            start = time.perf_counter()
+            first = True
+            agen = self._inner.stream(messages, params).__aiter__()
+            try:
+                async for ev in self._guarded(agen, settings.first_byte_timeout_s, settings.stream_idle_timeout_s):
+                    if first:
+                        metrics.ttft.labels(self.model_id).observe(time.perf_counter() - start)
+                        first = False
+                    yield ev
+            finally:
+                await agen.aclose()
+        finally:
+            scheduler.release(ticket)
+            metrics.queue_active.set(scheduler.active)
+
+    @staticmethod
+    async def _guarded(agen: Any, first_timeout: float, idle_timeout: float) -> AsyncIterator[StreamEvent]:
+        first = True
+        while True:
+            timeout = first_timeout if first else idle_timeout
+            try:
+                ev = await asyncio.wait_for(agen.__anext__(), timeout=timeout)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                what = "start answering" if first else "continue its answer"
+                raise UpstreamTimeoutError(f"The model backend did not {what} within {timeout:.0f}s.") from None
+            first = False
+            yield ev
+
+    async def complete(self, messages: list[Message], params: GenerationParams) -> Completion:
+        return await LLMProvider.complete(self, messages, params)

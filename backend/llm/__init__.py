@@ -1,0 +1,1 @@
+"""Model providers behind one interface (``LLMProvider``): embedded llama.cpp, Ollama, OpenAI."""

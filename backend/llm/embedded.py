@@ -1,0 +1,466 @@
+"""The default provider: a GGUF model run in-process by llama-cpp-python.
+
+* Weights come from ``model_assets.ensure_model`` and are loaded lazily in ``start()`` (in a thread).
+* The prompt is rendered with the GGUF's own chat template (tools included when the template
+  knows them, otherwise described in the system message), then tokenized once: usage is exact.
+* A ``JsonConstraint`` becomes a llama.cpp grammar (JSON, or the JSON schema's grammar).
+* Generation runs on one dedicated worker thread (the model does one thing at a time) and pushes
+  events through an asyncio queue. When the consumer goes away, a ``threading.Event`` checked
+  before every sampled token (and between prompt batches) stops the work at once.
+* The KV cache is kept between calls, so a repeated prefix (the system prompt) is not re-evaluated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.errors import (
+    BadRequestError,
+    ContextLengthExceededError,
+    ServiceUnavailableError,
+    UpstreamError,
+)
+from backend.llm.base import JsonConstraint, LLMProvider
+from backend.llm.model_assets import (
+    CATALOGUE,
+    ModelAssetError,
+    ensure_model,
+    locate_parts,
+    model_id_for,
+)
+from backend.llm.types import GenerationParams, Message, StreamEvent, Usage
+from backend.settings import Settings
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+log = logging.getLogger("backend.llm.embedded")
+
+_PREFILL_CHUNK = 256  # prompt tokens evaluated between two cancellation checks
+
+
+class _Cancelled(Exception):
+    pass
+
+
+_DONE = object()
+
+
+def physical_cores() -> int:
+    """Physical cores available to this process (llama.cpp is slower on hyper-threads)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    with contextlib.suppress(OSError):
+        phys = core = ""
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "physical id":
+                phys = value
+            elif key == "core id":
+                core = value
+                cores.add((phys, core))
+    return max(1, min(available, len(cores) or available))
+
+
+# ----------------------------------------------------------------------------- message shaping
+def _text_of(content: Any, where: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts: list[str] = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif isinstance(part, str):
+                texts.append(part)
+            else:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise BadRequestError(
+                    f"Content part of type '{kind}' is not supported by this model (text only).",
+                    param=where,
+                    code="invalid_value",
+                )
+        return "\n".join(texts)
+    raise BadRequestError("Message content must be a string or a list of text parts.", param=where)
+
+
+def _arguments_obj(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+    return arguments
+
+
+def _call_json(call: dict[str, Any]) -> str:
+    fn = call.get("function") or call
+    return json.dumps({"name": fn.get("name"), "arguments": _arguments_obj(fn.get("arguments", {}))}, ensure_ascii=False)
+
+
+def tools_system_text(tools: list[dict[str, Any]]) -> str:
+    """Qwen-style tool instructions, for templates that do not render tools themselves."""
+    lines = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+    return (
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n"
+        f"<tools>\n{lines}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within "
+        "<tool_call></tool_call> XML tags:\n<tool_call>\n"
+        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+    )
+
+
+def normalise_messages(
+    messages: list[Message], *, native_tools: bool, tools: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """OpenAI messages → what a chat template expects (string content, known roles)."""
+    out: list[dict[str, Any]] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise BadRequestError("Each message must be an object.", param=f"messages[{i}]")
+        role = msg.get("role")
+        text = _text_of(msg.get("content"), f"messages[{i}].content")
+        if role == "developer":
+            role = "system"
+        if role in ("system", "user"):
+            out.append({"role": role, "content": text})
+        elif role == "assistant":
+            calls = msg.get("tool_calls") or []
+            if calls and native_tools:
+                shaped = [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": (c.get("function") or {}).get("name"),
+                            "arguments": _arguments_obj((c.get("function") or {}).get("arguments", {})),
+                        },
+                    }
+                    for c in calls
+                ]
+                out.append({"role": "assistant", "content": text, "tool_calls": shaped})
+            elif calls:
+                body = "\n".join(f"<tool_call>\n{_call_json(c)}\n</tool_call>" for c in calls)
+                out.append({"role": "assistant", "content": (text + "\n" + body).strip()})
+            else:
+                out.append({"role": "assistant", "content": text})
+        elif role in ("tool", "function"):
+            if native_tools:
+                out.append({"role": "tool", "content": text})
+            else:
+                out.append({"role": "user", "content": f"<tool_response>\n{text}\n</tool_response>"})
+        else:
+            raise BadRequestError(f"Unsupported message role '{role}'.", param=f"messages[{i}].role")
+    if tools and not native_tools:
+        extra = tools_system_text(tools)
+        if out and out[0]["role"] == "system":
+            out[0] = {"role": "system", "content": (out[0]["content"] + "\n\n" + extra).strip()}
+        else:
+            out.insert(0, {"role": "system", "content": extra})
+    if not out:
+        raise BadRequestError("'messages' must contain at least one message.", param="messages")
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _grammar_text(schema_json: str | None) -> str:
+    from llama_cpp import llama_grammar
+
+    if schema_json is None:
+        return llama_grammar.JSON_GBNF
+    try:
+        return llama_grammar.json_schema_to_gbnf(schema_json)
+    except Exception as exc:
+        raise BadRequestError(
+            f"This JSON schema cannot be enforced by the embedded model: {exc}",
+            param="response_format",
+            code="invalid_value",
+        ) from exc
+
+
+# ----------------------------------------------------------------------------- provider
+class EmbeddedProvider(LLMProvider):
+    name = "embedded"
+    native_tool_calls = False
+    parallel = 1
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._model_id = model_id_for(settings)
+        self._llama: Llama | None = None
+        self._formatter: Any = None
+        self._template_tools = False
+        self._path: Path | None = None
+        self._load_error: str | None = None
+        self._load_lock = asyncio.Lock()
+        self._gen_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self.n_threads = settings.embedded_n_threads or physical_cores()
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def loaded(self) -> bool:
+        return self._llama is not None
+
+    @property
+    def context_window(self) -> int | None:
+        return self._llama.n_ctx() if self._llama is not None else self.settings.embedded_n_ctx
+
+    async def start(self) -> None:
+        if self._llama is not None:
+            return
+        async with self._load_lock:
+            if self._llama is None:
+                try:
+                    await asyncio.to_thread(self._load)
+                except ModelAssetError as exc:
+                    self._load_error = exc.message
+                    raise
+                except Exception as exc:
+                    self._load_error = f"The embedded model could not be loaded: {exc}"
+                    log.exception("loading the embedded model failed")
+                    raise ServiceUnavailableError(self._load_error, retry_after=30) from exc
+
+    def _load(self) -> None:
+        from llama_cpp import Llama, llama_chat_format
+
+        path = ensure_model(self.settings)
+        t0 = time.monotonic()
+        llama = Llama(
+            model_path=str(path),
+            n_ctx=self.settings.embedded_n_ctx,
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
+            n_batch=self.settings.embedded_n_batch,
+            verbose=False,
+        )
+        fmt = self.settings.embedded_chat_format
+        template = llama.metadata.get("tokenizer.chat_template")
+        if fmt:
+            formatter = getattr(llama_chat_format, "format_" + fmt.replace("-", "_").replace(".", "_"), None)
+            if formatter is None:
+                raise ModelAssetError(f"Unknown EMBEDDED_CHAT_FORMAT '{fmt}'.")
+            self._formatter, self._template_tools = formatter, False
+        elif template:
+            eos_id, bos_id = llama.token_eos(), llama.token_bos()
+            vocab = llama._model
+            self._formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=template,
+                eos_token=vocab.token_get_text(eos_id) if eos_id != -1 else "",
+                bos_token=vocab.token_get_text(bos_id) if bos_id != -1 else "",
+                stop_token_ids=[eos_id],
+            )
+            self._template_tools = "tool_calls" in template and "tools" in template
+        else:
+            self._formatter, self._template_tools = llama_chat_format.format_chatml, False
+        self._llama, self._path = llama, path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._load_error = None
+        log.info(
+            "embedded model %s loaded from %s in %.1f s (n_ctx=%d, threads=%d)",
+            self._model_id,
+            path.name,
+            time.monotonic() - t0,
+            llama.n_ctx(),
+            self.n_threads,
+        )
+
+    async def aclose(self) -> None:
+        llama, self._llama = self._llama, None
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        if llama is not None:
+            with self._gen_lock:
+                llama.close()
+
+    async def health(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"ok": True, "model": self._model_id, "provider": self.name, "loaded": self.loaded}
+        if self._path is not None:
+            info["path"] = self._path.name
+        elif self.settings.embedded_model_path is not None:
+            info["path"] = Path(self.settings.embedded_model_path).name
+            info["ok"] = Path(self.settings.embedded_model_path).is_file()
+        else:
+            spec = CATALOGUE.get(self.settings.embedded_model)
+            if spec is not None:
+                info["path"] = spec.filename
+                if not (self.settings.models_path / spec.filename).is_file():
+                    try:
+                        locate_parts(spec)
+                    except ModelAssetError as exc:
+                        info["ok"], info["error"] = False, exc.message
+        if self._load_error:
+            info["ok"], info["error"] = False, self._load_error
+        return info
+
+    def count_tokens(self, text: str) -> int:
+        if self._llama is None:
+            return super().count_tokens(text)
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    # ------------------------------------------------------------ generation
+    def render_prompt(self, messages: list[Message], tools: list[dict[str, Any]] | None) -> tuple[list[int], list[str]]:
+        """Prompt tokens and the template's stop strings."""
+        assert self._llama is not None
+        native = self._template_tools
+        shaped = normalise_messages(messages, native_tools=native, tools=tools)
+        result = self._formatter(messages=shaped, tools=tools if (tools and native) else None)
+        tokens = self._llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+        stops = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
+        return tokens, [s for s in stops if s]
+
+    def _prefill(self, tokens: list[int], cancel: threading.Event) -> None:
+        """Evaluate all but the last prompt token in chunks, reusing the cached prefix."""
+        llama = self._llama
+        assert llama is not None
+        cached = llama.n_tokens
+        prefix = 0
+        ids = llama.input_ids
+        limit = min(cached, len(tokens) - 1)
+        while prefix < limit and ids[prefix] == tokens[prefix]:
+            prefix += 1
+        if prefix < cached:
+            llama.n_tokens = prefix  # eval() drops the KV cells past n_tokens
+        for start in range(prefix, len(tokens) - 1, _PREFILL_CHUNK):
+            if cancel.is_set():
+                raise _Cancelled
+            llama.eval(tokens[start : min(start + _PREFILL_CHUNK, len(tokens) - 1)])
+
+    def _generate(
+        self,
+        messages: list[Message],
+        params: GenerationParams,
+        constraint: JsonConstraint | None,
+        cancel: threading.Event,
+    ) -> Iterator[StreamEvent]:
+        from llama_cpp import LlamaGrammar, StoppingCriteriaList
+
+        llama = self._llama
+        if llama is None:
+            raise ServiceUnavailableError("The embedded model is not loaded.", retry_after=10)
+        tokens, template_stops = self.render_prompt(messages, params.tools)
+        n_ctx = llama.n_ctx()
+        if len(tokens) >= n_ctx - 1:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {n_ctx} tokens, but the messages use {len(tokens)} tokens. "
+                "Shorten the conversation or the documents.",
+                param="messages",
+            )
+        max_tokens = params.max_tokens or self.settings.default_max_tokens
+        max_tokens = max(1, min(max_tokens, n_ctx - len(tokens)))
+        grammar = None
+        if constraint is not None:
+            schema = json.dumps(constraint.schema, sort_keys=True) if constraint.schema is not None else None
+            grammar = LlamaGrammar.from_string(_grammar_text(schema), verbose=False)
+        sampled = 0
+
+        def should_stop(_ids: Any, _logits: Any) -> bool:
+            nonlocal sampled
+            sampled += 1
+            return cancel.is_set()
+
+        self._prefill(tokens, cancel)
+        s = self.settings
+        chunks = llama.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=params.temperature if params.temperature is not None else s.temperature,
+            top_p=params.top_p if params.top_p is not None else s.top_p,
+            top_k=params.top_k if params.top_k is not None else s.top_k,
+            stop=list(params.stop or []) + template_stops,
+            seed=params.seed,
+            stream=True,
+            grammar=grammar,
+            stopping_criteria=StoppingCriteriaList([should_stop]),
+        )
+        parts: list[str] = []
+        finish = "stop"
+        for chunk in chunks:
+            if cancel.is_set():
+                raise _Cancelled
+            choice = chunk["choices"][0]
+            text = choice.get("text") or ""
+            if text:
+                parts.append(text)
+                yield StreamEvent(content=text)
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+        if cancel.is_set():
+            raise _Cancelled
+        if finish == "length":
+            completion = sampled
+        else:
+            completion = self.count_tokens("".join(parts)) if parts else 0
+        yield StreamEvent(finish_reason=finish, usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion))
+
+    async def _stream_raw(
+        self,
+        messages: list[Message],
+        params: GenerationParams,
+        constraint: JsonConstraint | None,
+    ) -> AsyncIterator[StreamEvent]:
+        await self.start()
+        executor = self._executor
+        if executor is None:
+            raise ServiceUnavailableError("The embedded model is shutting down.", retry_after=10)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                with self._gen_lock:
+                    if cancel.is_set():
+                        return
+                    for ev in self._generate(messages, params, constraint, cancel):
+                        put(ev)
+            except _Cancelled:
+                log.debug("generation cancelled")
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                put(exc)
+            finally:
+                put(_DONE)
+
+        future = executor.submit(work)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    if isinstance(item, (BadRequestError, ServiceUnavailableError, UpstreamError)):
+                        raise item
+                    if isinstance(item, ValueError) and "context" in str(item).lower():
+                        raise ContextLengthExceededError(str(item), param="messages") from item
+                    raise UpstreamError(f"The embedded model failed: {item}") from item
+                yield item
+        finally:
+            cancel.set()
+            if not future.done():
+                log.debug("consumer left; stopping generation")

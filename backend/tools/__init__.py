@@ -1,0 +1,1 @@
+"""Server-side tools. ``backend.tools.registry.TOOLS`` is the one list every agent reads."""

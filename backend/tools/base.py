@@ -1,0 +1,182 @@
+"""What a tool is: a typed function with a docstring.
+
+    @tool
+    async def math_calc(ctx: ToolContext, expression: str) -> str:
+        '''Evaluate math with SymPy: arithmetic, algebra, derivatives ...
+
+        Args:
+            expression: the expression or equation, e.g. "diff(x**3*sin(x), x)".
+        '''
+
+The decorator derives the name, the description (docstring summary) and the JSON-schema
+parameters (from the type hints, with per-argument text from the ``Args:`` section).
+``Tool.run`` validates the arguments and turns *any* failure into an error observation:
+a tool never ends an agent's run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, get_type_hints
+
+from pydantic import ValidationError, create_model
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
+
+log = logging.getLogger("backend.tools")
+
+
+@dataclass
+class ToolContext:
+    """Per-request context: who is asking and with which configuration."""
+
+    user_id: str
+    settings: Settings
+    services: Any = None  # backend.services.Services (RAG retrieval, audit, metrics)
+    request_id: str | None = None
+    file_ids: list[str] | None = None  # restrict document retrieval to these files
+
+
+@dataclass
+class ToolResult:
+    ok: bool
+    output: str  # the observation the model reads
+    data: dict[str, Any] | None = None  # structured extras (e.g. sources for citations)
+    duration_s: float = 0.0
+
+
+class ToolError(Exception):
+    """Raise inside a tool for an expected failure; the message becomes the observation."""
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    func: Callable[..., Awaitable[Any]]
+    _model: Any = field(repr=False, default=None)
+    timeout_s: float = 60.0
+
+    def openai_spec(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+    def parse_arguments(self, arguments: dict[str, Any] | str | None) -> dict[str, Any]:
+        if arguments is None or arguments == "":
+            arguments = {}
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                # a single-string-argument tool may be given its input bare (text ReAct)
+                required = self.parameters.get("required") or list(self.parameters.get("properties", {}))
+                if len(required) == 1:
+                    arguments = {required[0]: arguments}
+                else:
+                    raise ToolError(f"arguments for {self.name} must be a JSON object") from None
+        if not isinstance(arguments, dict):
+            required = self.parameters.get("required") or []
+            if len(required) == 1:
+                arguments = {required[0]: arguments}
+            else:
+                raise ToolError(f"arguments for {self.name} must be a JSON object")
+        try:
+            validated = self._model.model_validate(arguments)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            raise ToolError(f"invalid argument {where!r}: {first.get('msg')}") from None
+        return validated.model_dump()
+
+    async def run(self, ctx: ToolContext, arguments: dict[str, Any] | str | None) -> ToolResult:
+        start = time.perf_counter()
+        try:
+            kwargs = self.parse_arguments(arguments)
+            value = await asyncio.wait_for(self.func(ctx, **kwargs), timeout=self.timeout_s)
+        except ToolError as exc:
+            return ToolResult(False, f"Error: {exc}", duration_s=time.perf_counter() - start)
+        except asyncio.TimeoutError:
+            return ToolResult(False, f"Error: {self.name} timed out after {self.timeout_s:.0f}s", duration_s=time.perf_counter() - start)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a tool must never end the run
+            log.warning("tool %s failed: %s", self.name, exc, exc_info=True)
+            return ToolResult(False, f"Error: {self.name} failed: {type(exc).__name__}: {exc}", duration_s=time.perf_counter() - start)
+        if isinstance(value, ToolResult):
+            value.duration_s = time.perf_counter() - start
+            return value
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        return ToolResult(True, text, duration_s=time.perf_counter() - start)
+
+
+_ARG_LINE = re.compile(r"^\s{2,}(\w+)\s*(?:\([^)]*\))?:\s*(.+)$")
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    lines = inspect.cleandoc(doc or "").splitlines()
+    summary: list[str] = []
+    args: dict[str, str] = {}
+    in_args = False
+    current: str | None = None
+    for line in lines:
+        if line.strip() in ("Args:", "Arguments:", "Parameters:"):
+            in_args = True
+            continue
+        if in_args:
+            m = _ARG_LINE.match(line)
+            if m:
+                current = m.group(1)
+                args[current] = m.group(2).strip()
+            elif line.strip() and current and line.startswith("    "):
+                args[current] += " " + line.strip()
+            elif line.strip() and not line.startswith(" "):
+                in_args = False
+        else:
+            summary.append(line)
+    return " ".join(s.strip() for s in summary if s.strip()), args
+
+
+def tool(func: Callable[..., Awaitable[Any]] | None = None, *, name: str | None = None, timeout_s: float = 60.0) -> Any:
+    """Turn ``async def f(ctx: ToolContext, ...)`` into a ``Tool``."""
+
+    def wrap(fn: Callable[..., Awaitable[Any]]) -> Tool:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"tool {fn.__name__} must be async")
+        description, arg_docs = _parse_docstring(fn.__doc__ or "")
+        hints = get_type_hints(fn)
+        sig = inspect.signature(fn)
+        fields: dict[str, Any] = {}
+        for i, (pname, param) in enumerate(sig.parameters.items()):
+            if i == 0:
+                continue  # the ToolContext
+            annotation = hints.get(pname, str)
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[pname] = (annotation, default)
+        model = create_model(f"{fn.__name__}_args", **fields)  # type: ignore[call-overload]
+        schema = model.model_json_schema()
+        schema.pop("title", None)
+        for pname, prop in schema.get("properties", {}).items():
+            prop.pop("title", None)
+            if pname in arg_docs:
+                prop["description"] = arg_docs[pname]
+        return Tool(
+            name=name or fn.__name__,
+            description=description,
+            parameters=schema,
+            func=fn,
+            _model=model,
+            timeout_s=timeout_s,
+        )
+
+    return wrap(func) if func is not None else wrap

@@ -1,0 +1,80 @@
+"""python_code: run a Python snippet in the bubblewrap sandbox and return what it printed.
+
+The code never runs in this process. It runs as ``python3 -I -S /sandbox/main.py`` inside the
+sandbox (see ``backend.tools.sandbox``): no network, nobody's uid, read-only system files, a private
+``/tmp``, CPU/memory/process/file-size limits and a wall-clock timeout. If the sandbox cannot be
+set up here, the tool refuses with the reason — it never falls back to running the code unsandboxed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from backend.tools.base import ToolContext, ToolError, ToolResult, tool
+from backend.tools.sandbox import SandboxLimits, run_sandboxed, sandbox_available, sandbox_python
+
+MAX_CODE_CHARS = 20_000
+
+
+def _format(stdout: str, stderr: str, exit_code: int | None, notes: list[str]) -> str:
+    parts = []
+    if stdout.strip():
+        parts.append(stdout.rstrip())
+    if stderr.strip():
+        parts.append("[stderr]\n" + stderr.rstrip())
+    if notes:
+        parts.append("[note] " + "; ".join(notes))
+    if exit_code not in (0, None) and not stderr.strip():
+        parts.append(f"[exit code {exit_code}]")
+    return "\n".join(parts) if parts else "(no output — use print() to show results)"
+
+
+@tool(timeout_s=120)
+async def python_code(ctx: ToolContext, code: str) -> ToolResult:
+    """Run Python 3 code in an isolated sandbox (standard library only, no network, no files kept) and return its output.
+
+    Print what you want to see. Each run starts fresh; /tmp is the only writable directory.
+
+    Args:
+        code: the Python source to run; use print() to show results.
+    """
+    if not code or not code.strip():
+        raise ToolError("no code given")
+    if len(code) > MAX_CODE_CHARS:
+        raise ToolError(f"code is too long (at most {MAX_CODE_CHARS} characters)")
+    if "\x00" in code:
+        raise ToolError("code contains a NUL byte")
+    ok, reason = sandbox_available()
+    if not ok:
+        raise ToolError(f"code execution is disabled because the sandbox is unavailable: {reason}")
+    python = sandbox_python()
+    if python is None:
+        raise ToolError("code execution is disabled: no system Python 3 under /usr for the sandbox")
+    limits = SandboxLimits.from_settings(ctx.settings)
+    workdir = Path(tempfile.mkdtemp(prefix="pycode-"))
+    try:
+        workdir.chmod(0o755)
+        script = workdir / "main.py"
+        script.write_text(code, encoding="utf-8")
+        script.chmod(0o644)
+        result = await run_sandboxed(
+            [python, "-I", "-S", "-B", "/sandbox/main.py"],
+            b"",
+            limits,
+            ro_binds=[(str(workdir), "/sandbox")],
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    notes = list(result.notes)
+    if result.truncated:
+        notes.append(f"output truncated to {limits.max_output_bytes} bytes")
+    if result.timed_out:
+        notes.append(f"stopped after {limits.timeout_s:.0f}s (time limit)")
+    text = _format(result.stdout, result.stderr, result.exit_code, notes)
+    return ToolResult(
+        ok=result.ok,
+        output=text,
+        data={"exit_code": result.exit_code, "timed_out": result.timed_out, "truncated": result.truncated},
+    )

@@ -1,0 +1,51 @@
+"""rag_retrieval: search the calling user's uploaded documents (hybrid retrieval via the RAG service)."""
+
+from __future__ import annotations
+
+import logging
+
+from backend.tools.base import ToolContext, ToolError, ToolResult, tool
+
+log = logging.getLogger("backend.tools.rag_retrieval")
+
+NO_DOCUMENTS = "No documents are indexed for this user."
+MAX_PASSAGE_CHARS = 1200
+
+
+def _label(hit: object) -> str:
+    filename = getattr(hit, "filename", "document")
+    page = getattr(hit, "page", None)
+    return f"[{filename} p.{page}]" if page else f"[{filename}]"
+
+
+@tool(timeout_s=60)
+async def rag_retrieval(ctx: ToolContext, query: str, top_k: int = 5) -> ToolResult:
+    """Search the user's uploaded documents and return the most relevant passages with [file p.N] labels.
+
+    Args:
+        query: what to look for in the documents.
+        top_k: how many passages to return (1-20).
+    """
+    if not query or not query.strip():
+        raise ToolError("query is empty")
+    top_k = max(1, min(int(top_k), 20))
+    if ctx.services is None:
+        return ToolResult(True, NO_DOCUMENTS, data={"sources": []})
+    try:
+        rag = await ctx.services.rag()
+    except ImportError as exc:  # the RAG stack is not installed / not importable
+        log.warning("RAG service unavailable: %s", exc)
+        return ToolResult(False, NO_DOCUMENTS, data={"sources": []})
+    has_documents = getattr(rag, "has_documents", None)
+    if has_documents is not None and not await has_documents(ctx.user_id):
+        return ToolResult(True, NO_DOCUMENTS, data={"sources": []})
+    hits = await rag.search(ctx.user_id, query.strip(), top_k, ctx.file_ids)
+    if not hits:
+        return ToolResult(True, f"No passages in your documents match {query.strip()!r}.", data={"sources": []})
+    blocks = []
+    for i, hit in enumerate(hits, 1):
+        text = " ".join(str(hit.text).split())
+        if len(text) > MAX_PASSAGE_CHARS:
+            text = text[:MAX_PASSAGE_CHARS] + " …"
+        blocks.append(f"[{i}] {_label(hit)} {text}")
+    return ToolResult(True, "\n\n".join(blocks), data={"sources": [hit.to_dict() for hit in hits]})

@@ -1,0 +1,45 @@
+"""The one tool registry. Adding a tool = one module + one line in ``_TOOL_MODULES``."""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+
+from backend.tools.base import Tool
+
+# module path : attribute holding the Tool
+_TOOL_MODULES: list[str] = [
+    "backend.tools.web_search:web_search",
+    "backend.tools.rag_retrieval:rag_retrieval",
+    "backend.tools.data_analysis:data_analysis",
+    "backend.tools.python_code:python_code",
+    "backend.tools.math_calc:math_calc",
+    "backend.tools.wikipedia_tool:wikipedia_tool",
+    "backend.tools.weather:weather",
+    "backend.tools.sql_query:sql_query",
+]
+
+
+@lru_cache(maxsize=1)
+def _load() -> dict[str, Tool]:
+    tools: dict[str, Tool] = {}
+    for entry in _TOOL_MODULES:
+        module_name, attr = entry.split(":")
+        t = getattr(importlib.import_module(module_name), attr)
+        tools[t.name] = t
+    return tools
+
+
+def all_tools() -> dict[str, Tool]:
+    """name -> Tool, in registry order (imports tool modules on first use)."""
+    return _load()
+
+
+def get_tool(name: str) -> Tool | None:
+    return _load().get(name)
+
+
+def openai_specs(names: list[str] | None = None) -> list[dict]:
+    tools = _load()
+    selected = tools.values() if names is None else [tools[n] for n in names if n in tools]
+    return [t.openai_spec() for t in selected]
