@@ -14,6 +14,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     CMAKE_ARGS="-DGGML_NATIVE=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL=4
 
+# Debian package versions are not pinned on purpose: the slim base image tracks the stable release and
+# its security updates, and pinned versions disappear from the archive (the build would break).
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake git pkg-config \
  && rm -rf /var/lib/apt/lists/*
@@ -22,13 +25,14 @@ RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:$PATH"
 
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --upgrade pip wheel \
- && pip install --no-binary llama-cpp-python -r /tmp/requirements.txt
+# Versions come from requirements.txt; llama-cpp-python is always compiled here (no prebuilt wheel).
+RUN pip install --no-binary llama-cpp-python -r /tmp/requirements.txt
 
 # ---------------------------------------------------------------- runtime stage
 FROM python:3.11-slim
 
 # libgomp1: OpenMP runtime used by llama.cpp; tini reaps the sandbox's child processes.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 tini \
  && rm -rf /var/lib/apt/lists/*
@@ -53,7 +57,7 @@ ENV PATH="/opt/venv/bin:$PATH" \
     PORT=8000
 
 # Code is owned by root and read-only for the app user; only /app/data is writable.
-USER app
+USER ${APP_UID}:${APP_UID}
 VOLUME ["/app/data"]
 EXPOSE 8000
 

@@ -7,11 +7,10 @@ derived from ``DATA_DIR``.  Building a ``Settings`` is cheap and has no side eff
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 ProviderName = Literal["embedded", "ollama", "openai"]
 
@@ -100,6 +99,10 @@ class Settings(BaseSettings):
     agent_max_iterations: int = 5
     plan_max_replans: int = 3
     router_use_llm: bool = True
+    # ReAct: "native" = tools passed to the model (OpenAI tool calls / Qwen <tool_call>), with the
+    # text format accepted as a fallback; "text" = the classic Thought/Action/Observation prompt
+    agent_tool_style: Literal["native", "text"] = "native"
+    plan_max_parallel_tools: int = 4
 
     # --- tools ------------------------------------------------------------------
     tavily_api_key: SecretStr | None = None

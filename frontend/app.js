@@ -794,7 +794,7 @@
   // ------------------------------------------------------------------ documents
 
   function loadDocuments() {
-    return api('/api/files/documents').then(function (body) {
+    return api('/api/files/documents?limit=100&offset=0').then(function (body) {
       var docs = body && Array.isArray(body.data) ? body.data : [];
       el.docList.replaceChildren();
       el.docEmpty.hidden = docs.length > 0;
@@ -853,10 +853,15 @@
       try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
       if (xhr.status >= 200 && xhr.status < 300) {
         var items = body && Array.isArray(body.data) ? body.data : [];
-        var failed = items.filter(function (d) { return d.status && d.status !== 'ready' && d.status !== 'indexed'; });
+        var failed = items.filter(function (d) { return d.status === 'failed'; });
+        var done = items.length - failed.length;
         el.uploadProgress.value = 100;
-        el.uploadStatusText.textContent = 'Uploaded ' + items.length + (items.length === 1 ? ' file' : ' files') +
-          (failed.length ? ' (' + failed.length + ' could not be indexed)' : '') + '.';
+        var summary = 'Uploaded ' + done + (done === 1 ? ' file' : ' files') + '.';
+        failed.forEach(function (d) {
+          summary += ' Could not use ' + (d.filename || 'a file') + ': ' +
+            ((d.error && d.error.message) || 'unknown error') + '.';
+        });
+        el.uploadStatusText.textContent = summary;
         el.uploadInput.value = '';
         onFilesChosen();
         loadDocuments();

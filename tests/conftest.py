@@ -148,11 +148,11 @@ def start_server(data_dir: Path, *, wait_model: bool = True, workers: int = 1, *
     create_user(env, "alice", admin=True)
     create_user(env, "bob")
     log_path = data_dir.parent / f"server-{port}.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "run_backend.py"), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the fd
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "run_backend.py"), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 600
     ready_path = "/health/detailed" if wait_model else "/health"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -56,7 +57,8 @@ class CountingLLM:
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
         self.calls += 1
-        async for ev in self.provider.stream(messages, params):
-            if ev.usage is not None:
-                self._add(ev.usage)
-            yield ev
+        async with contextlib.aclosing(self.provider.stream(messages, params)) as events:
+            async for ev in events:
+                if ev.usage is not None:
+                    self._add(ev.usage)
+                yield ev

@@ -40,9 +40,7 @@ def split_conversation(messages: list[Message]) -> tuple[str, list[Message]]:
     The last user turn is always kept. Client tool messages are dropped: in agent modes the
     server's tools are used, not the client's.
     """
-    system = "\n".join(
-        text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
-    ).strip()
+    system = "\n".join(text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")).strip()
     turns: list[Message] = []
     for m in messages:
         role = m.get("role")

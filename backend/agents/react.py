@@ -14,6 +14,7 @@ A tool error or a reply that cannot be parsed becomes an observation; the run go
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -43,14 +44,14 @@ log = logging.getLogger("backend.agents.react")
 
 Style = Literal["native", "text"]
 
-_FINAL_RE = re.compile(r"Final\s*Answer\s*:\s*", re.I)
+_FINAL_RE = re.compile(r"Final\s*Answer\s*:\s*", re.IGNORECASE)
 _ACTION_RE = re.compile(
     r"Action\s*\d*\s*:\s*[`\"']?([A-Za-z_][\w\-]*)[`\"']?\s*(?:\(\s*\))?\s*\n?\s*Action\s*\d*\s*Input\s*\d*\s*:\s*(.*)",
-    re.I | re.S,
+    re.IGNORECASE | re.DOTALL,
 )
-_ACTION_ONLY_RE = re.compile(r"^\s*Action\s*:", re.I | re.M)
-_THOUGHT_RE = re.compile(r"^\s*Thought\s*:\s*", re.I)
-_TOOL_CALL_RE = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.S)
+_ACTION_ONLY_RE = re.compile(r"^\s*Action\s*:", re.IGNORECASE | re.MULTILINE)
+_THOUGHT_RE = re.compile(r"^\s*Thought\s*:\s*", re.IGNORECASE)
+_TOOL_CALL_RE = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.DOTALL)
 _STRUCTURED_START = ("thought:", "action:", "final answer", "{", "[", "<tool_call>", "```json", "```tool")
 
 
@@ -80,7 +81,7 @@ def parse_react_text(text: str, tool_names: list[str]) -> ParsedAction | ParsedF
     if action and (not final or action.start() < final.start()):
         thought = _THOUGHT_RE.sub("", text[: action.start()]).strip()
         name = action.group(1)
-        raw_input = re.split(r"\n\s*Observation\s*:", action.group(2), maxsplit=1, flags=re.I)[0]
+        raw_input = re.split(r"\n\s*Observation\s*:", action.group(2), maxsplit=1, flags=re.IGNORECASE)[0]
         if name not in tool_names:
             return ParseError(f"'{name}' is not a tool", text)
         return ParsedAction(thought, name, parse_input(raw_input))
@@ -209,14 +210,15 @@ class ReActAgent:
             gate = _AnswerGate()
             text, calls = "", []
             params = self._turn_params()
-            async for ev in self.llm.stream(convo, params):
-                if ev.content:
-                    text += ev.content
-                    out = gate.feed(ev.content)
-                    if out:
-                        yield AnswerDelta(out)
-                if ev.tool_calls:
-                    calls.extend(ev.tool_calls)
+            async with contextlib.aclosing(self.llm.stream(convo, params)) as events:
+                async for ev in events:
+                    if ev.content:
+                        text += ev.content
+                        out = gate.feed(ev.content)
+                        if out:
+                            yield AnswerDelta(out)
+                    if ev.tool_calls:
+                        calls.extend(ev.tool_calls)
             if not calls and self.style == "native" and self.tools and "<tool_call>" in text:
                 # text before the call made the provider stream it as plain text: recover the call here
                 calls = parse_tool_calls(text, specs(self.tools)) or []
@@ -301,14 +303,14 @@ class ReActAgent:
         self._seen_calls[key] = result.output
         return result.output, result.ok, result.duration_s or time.perf_counter() - start, False
 
-    async def _act_native(
-        self, convo: list[Message], thought: str, calls: list[ToolCall]
-    ) -> AsyncIterator[AgentStep]:
+    async def _act_native(self, convo: list[Message], thought: str, calls: list[ToolCall]) -> AsyncIterator[AgentStep]:
         thought = _THOUGHT_RE.sub("", thought).strip()
         convo.append({"role": "assistant", "content": thought or None, "tool_calls": [c.to_openai() for c in calls]})
         results = await asyncio.gather(*(self._execute(c.name, c.arguments) for c in calls))
         for call, (obs, ok, secs, _) in zip(calls, results):
-            convo.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)})
+            convo.append(
+                {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)}
+            )
             yield self._step(thought or f"I should use {call.name}.", call.name, call.arguments, obs, ok, secs)
 
     async def _act_text(self, convo: list[Message], text: str, action: ParsedAction) -> AsyncIterator[AgentStep]:
@@ -318,10 +320,10 @@ class ReActAgent:
             convo.append({"role": "user", "content": prompts.OBSERVATION_PREFIX_TEXT + prompt_observation(obs)})
         else:  # a text-format action in native style: replay it as a native call
             call = ToolCall(id=new_call_id(), name=action.tool, arguments=json.dumps(action.arguments))
+            convo.append({"role": "assistant", "content": action.thought or None, "tool_calls": [call.to_openai()]})
             convo.append(
-                {"role": "assistant", "content": action.thought or None, "tool_calls": [call.to_openai()]}
+                {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)}
             )
-            convo.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)})
         yield self._step(action.thought or f"I should use {action.tool}.", action.tool, action.arguments, obs, ok, secs)
 
     def _format_error(self, convo: list[Message], err: ParseError) -> AgentStep:
@@ -340,12 +342,13 @@ class ReActAgent:
         convo.append({"role": "user", "content": prompts.FORCE_FINAL})
         gate = _AnswerGate()
         text = ""
-        async for ev in self.llm.stream(convo, self.llm.params(final=True)):
-            if ev.content:
-                text += ev.content
-                out = gate.feed(ev.content)
-                if out:
-                    yield AnswerDelta(out)
+        async with contextlib.aclosing(self.llm.stream(convo, self.llm.params(final=True))) as events:
+            async for ev in events:
+                if ev.content:
+                    text += ev.content
+                    out = gate.feed(ev.content)
+                    if out:
+                        yield AnswerDelta(out)
         parsed = parse_react_text(_TOOL_CALL_RE.sub("", text), list(self.tools))
         answer = parsed.answer if isinstance(parsed, ParsedFinal) else ""
         if not answer:  # nothing usable: report what was observed rather than nothing
@@ -361,4 +364,4 @@ class ReActAgent:
 
 def _trim_after_input(text: str) -> str:
     """Drop anything the model wrote after the Action Input (e.g. an invented Observation)."""
-    return re.split(r"\n\s*Observation\s*:", text, maxsplit=1, flags=re.I)[0].rstrip()
+    return re.split(r"\n\s*Observation\s*:", text, maxsplit=1, flags=re.IGNORECASE)[0].rstrip()

@@ -47,7 +47,7 @@ class _Signals:
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.I)
+    return re.compile(pattern, re.IGNORECASE)
 
 
 _NUM_OR_VAR = r"(?:\d|\b[xyzt]\b|\*\*|\^|sqrt|sin|cos|tan|log|exp|pi\b)"
@@ -73,7 +73,11 @@ _TOOL_PATTERNS: dict[str, list[re.Pattern[str]]] = {
         _rx(r"\b(uploaded|attached)\b"),
         _rx(r"\baccording to (?:the|my) (?:doc|file|pdf|report)"),
     ],
-    "sql": [_rx(r"\b(sql|database|db table|query the|select \w+ from|tables? in the)\b")],
+    "sql": [
+        _rx(r"\b(sql|sqlite|db table|select \w+ from)\b"),
+        _rx(r"\b(the|my|our|in|from) (database|db)\b"),
+        _rx(r"\bquery (?:the|my|our) (?:database|db|tables?)\b"),
+    ],
     "code": [
         _rx(r"\b(run|execute|exec)\b.{0,30}\b(code|python|script|snippet|program)\b"),
         _rx(r"\b(python|code|script)\b.{0,20}\b(to|and)\b.{0,10}\b(compute|calculate|simulate|run|count|find)\b"),
@@ -103,7 +107,9 @@ _CHAT_PATTERNS = [
 ]
 
 _SEQUENTIAL_PATTERNS = [
-    _rx(r"\b(then|after that|afterwards|next,|finally,|step by step|based on (?:that|the|this|it)|using (?:that|the) result)\b"),
+    _rx(
+        r"\b(then|after that|afterwards|next,|finally,|step by step|based on (?:that|the|this|it)|using (?:that|the) result)\b"
+    ),
     _rx(r"\b(if (?:it|the|that|so)|depending on|and use (?:it|that|the result))\b"),
     _rx(r"\bfirst\b.*\b(then|and then|next|after)\b"),
 ]
@@ -112,7 +118,9 @@ _PARALLEL_PATTERNS = [
     _rx(r"\b(compare|comparison|versus|vs\.?|both|each of|all of|as well as|also)\b"),
     _rx(r"\b(complete|full|comprehensive|overall) (analysis|report|overview|picture|breakdown)\b"),
 ]
-_AND = _rx(r"\band\b|,")
+_AND = _rx(r"\b(and|also|plus|as well as)\b")
+# categories served by the same kind of tool do not make separate tasks
+_FAMILY = {"math": "compute", "data": "compute", "code": "compute"}
 
 
 def _signals(query: str) -> _Signals:
@@ -123,7 +131,9 @@ def _signals(query: str) -> _Signals:
             if m:
                 s.tools.setdefault(cat, []).append(m.group(0))
     # "write a python function" is coding help, not code execution
-    if "code" in s.tools and not re.search(r"\b(run|execute|exec|use python|compute|calculate|simulate)\b", query, re.I):
+    if "code" in s.tools and not re.search(
+        r"\b(run|execute|exec|use python|compute|calculate|simulate)\b", query, re.IGNORECASE
+    ):
         s.tools.pop("code")
     for p in _WEAK_PATTERNS:
         m = p.search(query)
@@ -151,7 +161,8 @@ def _agentic_mode(query: str, s: _Signals) -> RouteDecision:
         return RouteDecision(
             "react", f"tool use needed: {found}; steps depend on each other ({s.sequential[0]!r})", "heuristic"
         )
-    many_tasks = len(cats) >= 2 and bool(_AND.search(query))
+    families = {_FAMILY.get(c, c) for c in cats}
+    many_tasks = len(families) >= 2 and bool(_AND.search(query))
     if s.parallel or many_tasks:
         why = repr(s.parallel[0]) if s.parallel else "several independent tasks"
         return RouteDecision("plan_execute", f"tool use needed: {found}; independent parts ({why})", "heuristic")
@@ -250,9 +261,7 @@ def model_ids(base_ids: list[str]) -> list[str]:
     return [b if m == "auto" else f"{b}:{m}" for b in base_ids for m in MODES]
 
 
-async def decide(
-    query: str, mode: str, provider: LLMProvider | None = None, use_llm: bool = True
-) -> RouteDecision:
+async def decide(query: str, mode: str, provider: LLMProvider | None = None, use_llm: bool = True) -> RouteDecision:
     """The decision for a request whose model id asked for ``mode`` (from ``parse_model_id``)."""
     if mode == "auto":
         return await route(query, provider, use_llm)

@@ -66,7 +66,7 @@ async def run_agent(
             ctx,
             tools,
             max_iterations=settings.agent_max_iterations,
-            style=style or getattr(settings, "agent_tool_style", "native"),
+            style=style or settings.agent_tool_style,
         )
         run = agent.run(messages)
         async with contextlib.aclosing(run):
@@ -98,7 +98,13 @@ async def _run_plan_execute(
     from backend.agents.plan_execute.graph import compiled_graph
     from backend.agents.plan_execute.state import RunContext
 
-    rc = RunContext(llm=llm, tool_ctx=ctx, tools=tools, max_replans=settings.plan_max_replans)
+    rc = RunContext(
+        llm=llm,
+        tool_ctx=ctx,
+        tools=tools,
+        max_replans=settings.plan_max_replans,
+        max_parallel_tools=settings.plan_max_parallel_tools,
+    )
     state: dict[str, Any] = {
         "messages": messages,
         "session_id": session_id,

@@ -133,7 +133,7 @@ async def chat_completions(
     keepalive = services.settings.keepalive_interval_s
     try:
         first = await pump.get(keepalive)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         first = None  # still queued or thinking: start the stream with keep-alives
     except BaseException:
         await pump.cancel()

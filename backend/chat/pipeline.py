@@ -144,7 +144,10 @@ class ChatRun:
         if not window:
             return
         prompt_chars = sum(len(m.get("content") or "") for m in self.messages)
-        prompt_tokens = provider.count_tokens(" ".join(m.get("content") or "" for m in self.messages)) if prompt_chars < 200_000 else prompt_chars // 3
+        if prompt_chars < 200_000:
+            prompt_tokens = provider.count_tokens(" ".join(m.get("content") or "" for m in self.messages))
+        else:
+            prompt_tokens = prompt_chars // 3
         self.estimated_prompt_tokens = prompt_tokens
         if prompt_tokens + min(max_tokens, window // 2) > window:
             raise ContextLengthExceededError(

@@ -115,7 +115,8 @@ class ChunkWriter:
             for call in ev.tool_calls or []:
                 i = self.tool_index
                 self.tool_index += 1
-                out.append(self.chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}]}))
+                head = {"index": i, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+                out.append(self.chunk({"tool_calls": [head]}))
                 out.append(self.chunk({"tool_calls": [{"index": i, "function": {"arguments": call.arguments}}]}))
         return out
 
@@ -182,7 +183,7 @@ async def sse_body(run: ChatRun, pump: EventPump, first: Any, keepalive_s: float
             else:
                 try:
                     ev = await pump.get(keepalive_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
             if ev is _END:

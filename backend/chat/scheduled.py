@@ -59,7 +59,9 @@ class ScheduledProvider(LLMProvider):
     async def health(self) -> dict[str, Any]:
         return await self._inner.health()
 
-    def _stream_raw(self, messages: list[Message], params: GenerationParams, constraint: JsonConstraint | None) -> AsyncIterator[StreamEvent]:
+    def _stream_raw(
+        self, messages: list[Message], params: GenerationParams, constraint: JsonConstraint | None
+    ) -> AsyncIterator[StreamEvent]:
         return self._inner._stream_raw(messages, params, constraint)
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
@@ -103,7 +105,7 @@ class ScheduledProvider(LLMProvider):
                 ev = await asyncio.wait_for(agen.__anext__(), timeout=timeout)
             except StopAsyncIteration:
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 what = "start answering" if first else "continue its answer"
                 raise UpstreamTimeoutError(f"The model backend did not {what} within {timeout:.0f}s.") from None
             first = False

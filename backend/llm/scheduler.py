@@ -76,7 +76,7 @@ class FairScheduler:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
             await asyncio.wait_for(asyncio.shield(ticket.future), timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.abandon(ticket)
             raise ServiceUnavailableError(
                 f"The model stayed busy for {timeout:.0f}s; try again shortly.",

@@ -38,7 +38,9 @@ def _walk(node: Any, path: str, numeric: dict[str, list[float]], other: dict[str
     budget[0] -= 1
     if budget[0] < 0:
         raise ToolError(f"too many values (at most {MAX_VALUES})")
-    name = path.removeprefix("[].") if path.startswith("[].") else (path or "value")
+    name = path.removeprefix("[].") if path.startswith("[].") else path
+    if not name.strip("[]"):
+        name = "value"
     if isinstance(node, bool) or node is None or isinstance(node, str):
         other[name] = other.get(name, 0) + 1
         return

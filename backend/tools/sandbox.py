@@ -174,6 +174,8 @@ def build_bwrap_argv(
     ]
     for host, dest in ro_binds:
         args += ["--ro-bind", host, dest]
+    # the sandbox's root and /dev are private tmpfs mounts: make them read-only; only /tmp stays writable
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     args += ["--clearenv"]
     base_env = {"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
     for key, value in {**base_env, **(env or {})}.items():

@@ -36,7 +36,8 @@ def describe_code(code: Any) -> str:
 
 def _unit(units: dict[str, Any], key: str, default: str = "") -> str:
     value = units.get(key, default) if isinstance(units, dict) else default
-    return f" {value}" if value and not str(value).startswith("°") else str(value or "")
+    text = str(value or "").strip()
+    return text if not text or text == "%" or text.startswith("°") else f" {text}"
 
 
 def _at(values: Any, i: int) -> Any:

@@ -10,7 +10,9 @@ use the package to reach an unchecked address. The package's process-wide result
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import warnings
 from typing import Any
 from urllib.parse import quote
 
@@ -53,6 +55,10 @@ def _module() -> Any:
         if not isinstance(wikimod.requests, _GuardedRequests):
             wikimod.requests = _GuardedRequests()
             wikimod.RATE_LIMIT = False
+            with contextlib.suppress(ImportError):
+                from bs4 import GuessedAtParserWarning
+
+                warnings.filterwarnings("ignore", category=GuessedAtParserWarning, module="wikipedia")
     return wikimod
 
 

@@ -74,7 +74,7 @@ async def calc(ctx: ToolContext, expression: str) -> str:
     """
     if not expression or any(c not in "0123456789+-*/(). " for c in expression):
         raise ToolError(f"cannot evaluate {expression!r}")
-    return str(eval(expression, {"__builtins__": {}}, {}))  # noqa: S307 - digits and operators only
+    return str(eval(expression, {"__builtins__": {}}, {}))
 
 
 @tool
@@ -88,7 +88,9 @@ async def lookup(ctx: ToolContext, topic: str) -> ToolResult:
     text = facts.get(topic.lower())
     if text is None:
         raise ToolError(f"no entry for {topic!r}")
-    return ToolResult(True, text, {"sources": [{"title": topic.title(), "url": f"https://example.org/{topic.lower()}"}]})
+    return ToolResult(
+        True, text, {"sources": [{"title": topic.title(), "url": f"https://example.org/{topic.lower()}"}]}
+    )
 
 
 @tool

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from backend.agents.events import AgentStep, AnswerDelta
-from backend.agents.react import ParseError, ParsedAction, ParsedFinal, parse_react_text
+from backend.agents.react import ParsedAction, ParsedFinal, ParseError, parse_react_text
 from backend.agents.runner import run_agent
 from backend.errors import BadRequestError
 from backend.llm.types import GenerationParams
@@ -50,7 +50,12 @@ def test_happy_path_native_tool_calls(fake_tools, tool_ctx, agent_settings):
     assert {t["function"]["name"] for t in p.tools} == set(fake_tools) and llm.calls[0]["constraint"] is None
     second = llm.calls[1]["messages"]
     assert second[-2]["tool_calls"][0]["function"]["name"] == "calc"
-    assert second[-1] == {"role": "tool", "tool_call_id": second[-2]["tool_calls"][0]["id"], "name": "calc", "content": "42"}
+    assert second[-1] == {
+        "role": "tool",
+        "tool_call_id": second[-2]["tool_calls"][0]["id"],
+        "name": "calc",
+        "content": "42",
+    }
 
 
 def test_tool_error_mid_run_is_an_observation_and_the_run_recovers(fake_tools, tool_ctx, agent_settings):
@@ -73,7 +78,7 @@ def test_tool_error_mid_run_is_an_observation_and_the_run_recovers(fake_tools, t
 def test_unknown_tool_and_bad_arguments_become_observations(fake_tools, tool_ctx, agent_settings):
     llm = ScriptedLLM(
         [
-            "Thought: I need the weather\nAction: weather\nAction Input: {\"city\": \"Paris\"}",
+            'Thought: I need the weather\nAction: weather\nAction Input: {"city": "Paris"}',
             call("calc", expression="import os"),
             "I cannot compute that.",
         ]
@@ -131,7 +136,7 @@ def test_repeated_identical_call_is_not_run_twice(fake_tools, tool_ctx, agent_se
 def test_text_style_react(fake_tools, tool_ctx, agent_settings):
     llm = ScriptedLLM(
         [
-            "Thought: compute it\nAction: calc\nAction Input: {\"expression\": \"6*7\"}\nObservation: 41",
+            'Thought: compute it\nAction: calc\nAction Input: {"expression": "6*7"}\nObservation: 41',
             "Thought: I know the answer\nFinal Answer: 6*7 = 42",
         ]
     )
@@ -190,9 +195,15 @@ def test_cancellation_propagates_promptly(fake_tools, tool_ctx, agent_settings):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("Thought: x\nAction: calc\nAction Input: {\"expression\": \"1+1\"}", ParsedAction("x", "calc", {"expression": "1+1"})),
+        (
+            'Thought: x\nAction: calc\nAction Input: {"expression": "1+1"}',
+            ParsedAction("x", "calc", {"expression": "1+1"}),
+        ),
         ("Action: calc\nAction Input: 1+1", ParsedAction("", "calc", "1+1")),
-        ("Action: `calc`\nAction Input: ```json\n{\"expression\": \"2\"}\n```", ParsedAction("", "calc", {"expression": "2"})),
+        (
+            'Action: `calc`\nAction Input: ```json\n{"expression": "2"}\n```',
+            ParsedAction("", "calc", {"expression": "2"}),
+        ),
         ("Thought: done\nFinal Answer: 7", ParsedFinal("done", "7")),
         ("Just the answer.", ParsedFinal("", "Just the answer.")),
         ("Final Answer:", ParseError("the Final Answer is empty", "Final Answer:")),
@@ -221,6 +232,6 @@ def test_call_after_some_text_is_recovered(fake_tools, tool_ctx, agent_settings)
 def test_garbage_at_the_step_limit_still_answers_from_observations(fake_tools, tool_ctx, agent_settings):
     agent_settings.agent_max_iterations = 1
     llm = ScriptedLLM([call("lookup", topic="Rome"), call("lookup", topic="Paris")])
-    steps, text, done, _ = run(llm, fake_tools, tool_ctx, agent_settings)
+    _steps, text, done, _ = run(llm, fake_tools, tool_ctx, agent_settings)
     assert done.reason == "max_iterations"
     assert "Rome has 2.8 million people." in done.content and text == done.content

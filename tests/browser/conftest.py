@@ -136,7 +136,7 @@ def login(page: Any, base_url: str, username: str = "alice", password: str = PAS
     page.fill("#login-password", password)
     page.click("#login-submit")
     page.wait_for_selector("#app-view:not([hidden])")
-    page.wait_for_function("document.querySelectorAll('#model-select option').length > 0")
+    page.wait_for_function("() => document.querySelectorAll('#model-select option').length > 0")
 
 
 def screenshot(page: Any, name: str) -> Path:

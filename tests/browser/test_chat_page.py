@@ -14,7 +14,7 @@ from tests.browser.conftest import AppServer, login, screenshot
 from tests.conftest import PASSWORD
 
 REACT_SCRIPT = [
-    'Thought: I should use the calculator for this.\nAction: calculator\nAction Input: {"expression": "6*7"}',
+    'Thought: I should use the math tool for this.\nAction: math_calc\nAction Input: {"expression": "6*7"}',
     "Thought: I have the result.\nFinal Answer: The answer is **42**.",
 ]
 
@@ -51,7 +51,7 @@ def test_login_rejects_a_wrong_password_then_signs_in(app_server: AppServer, new
     page.wait_for_selector("#app-view:not([hidden])")
     assert page.inner_text("#user-name") == "alice"
     # the model list comes from /v1/models; the mode picker maps to model-id suffixes
-    page.wait_for_function("document.querySelectorAll('#model-select option').length > 0")
+    page.wait_for_function("() => document.querySelectorAll('#model-select option').length > 0")
     assert page.locator("#model-select").input_value() == "scripted-model"
     # a reload keeps the session (sessionStorage) instead of asking to log in again
     page.reload()
@@ -75,8 +75,8 @@ def test_answer_streams_in_renders_markdown_and_is_stored(app_server: AppServer,
 
     # while streaming: part of the answer is visible, the Stop button replaces Send
     page.wait_for_function(
-        "(() => { const b = document.querySelector('.msg-assistant.streaming .msg-body');"
-        " return b && b.textContent.includes('bold') && !b.textContent.includes('Done.'); })()"
+        "() => { const b = document.querySelector('.msg-assistant.streaming .msg-body');"
+        " return b && b.textContent.includes('bold') && !b.textContent.includes('Done.'); }"
     )
     assert page.locator("#stop-btn").is_visible()
     msg = last_answer_done(page)
@@ -124,7 +124,7 @@ def test_react_mode_shows_agent_steps(app_server: AppServer, new_page: Any) -> N
     assert re.fullmatch(r"Steps \(\d+\)", steps.locator("summary").inner_text())
     steps.locator("summary").click()
     first = steps.locator(".step").first
-    assert first.locator(".step-tool").inner_text() == "calculator"
+    assert first.locator(".step-tool").inner_text() == "math_calc"
     assert "6*7" in first.locator(".step-input").inner_text()
     assert first.locator(".step-observation").inner_text().strip() != ""
     assert "42" in msg.locator(".msg-body").inner_text()
@@ -144,7 +144,7 @@ def test_upload_lists_and_deletes_a_document(app_server: AppServer, new_page: An
     page.set_input_files("#upload-input", str(doc))
     assert page.inner_text("#upload-chosen") == "field-notes.txt"
     page.click("#upload-btn")
-    page.wait_for_function("document.querySelector('#upload-status-text').textContent.startsWith('Uploaded')",
+    page.wait_for_function("() => document.querySelector('#upload-status-text').textContent.startsWith('Uploaded')",
                            timeout=60_000)
     assert page.locator("#upload-progress").get_attribute("value") == "100"
     item = page.locator("#doc-list .item", has_text="field-notes.txt")
@@ -246,7 +246,7 @@ def test_stop_button_cancels_generation(app_server: AppServer, new_page: Any) ->
     page = new_page()
     login(page, app_server.base_url)
     send(page, "Write a long text")
-    page.wait_for_function("document.querySelector('.msg-assistant .msg-body').textContent.includes('word2')")
+    page.wait_for_function("() => document.querySelector('.msg-assistant .msg-body').textContent.includes('word2')")
     page.click("#stop-btn")
     msg = last_answer_done(page, timeout=5_000)
     assert "Stopped" in msg.locator(".msg-error").inner_text()

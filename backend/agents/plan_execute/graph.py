@@ -1,8 +1,8 @@
 """The plan-and-execute graph.
 
-    START -> plan -> select_tools -(Send per call)-> execute_tool (concurrently) -> reasoning -> verify
-    verify -> finalize -> END                       (verified, or no replans left)
-    verify -> replan -> plan                        (failed, at most ``max_replans`` times)
+START -> plan -> select_tools -(Send per call)-> execute_tool (concurrently) -> reasoning -> verify
+verify -> finalize -> END                       (verified, or no replans left)
+verify -> replan -> plan                        (failed, at most ``max_replans`` times)
 """
 
 from __future__ import annotations

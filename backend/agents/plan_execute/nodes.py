@@ -257,7 +257,9 @@ async def verify(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[
             question=state.get("question", ""), results=_results_text(results, 2500), answer=draft[:2000]
         )
         try:
-            out = await rc.llm.complete([{"role": "system", "content": prompts.VERIFY_SYSTEM}, {"role": "user", "content": user}], params)
+            out = await rc.llm.complete(
+                [{"role": "system", "content": prompts.VERIFY_SYSTEM}, {"role": "user", "content": user}], params
+            )
             verdict = json.loads(out.content or "{}")
             ok = bool(verdict.get("correct"))
             problem = "" if ok else str(verdict.get("problem") or "the checker rejected the answer")[:300]

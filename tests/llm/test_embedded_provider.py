@@ -1,0 +1,232 @@
+"""The embedded llama.cpp provider on the real Qwen2.5-Coder-0.5B model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import jsonschema
+import pytest
+
+from backend.errors import BadRequestError, ContextLengthExceededError
+from backend.llm.embedded import EmbeddedProvider, normalise_messages
+from backend.llm.types import GenerationParams
+from tests.llm.conftest import arun, collect, text_of
+
+pytestmark = pytest.mark.model
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City name"}},
+            "required": ["city"],
+        },
+    },
+}
+CALC = {
+    "type": "function",
+    "function": {
+        "name": "calculator",
+        "description": "Evaluate an arithmetic expression.",
+        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
+    },
+}
+ASK = [{"role": "user", "content": "What is the weather like in Paris right now?"}]
+
+
+def test_complete_answers_with_exact_usage(qwen: EmbeddedProvider):
+    msgs = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    result = arun(qwen.complete(msgs, GenerationParams(max_tokens=16, temperature=0)))
+    assert "paris" in (result.content or "").lower()
+    assert result.finish_reason == "stop"
+    tokens, _ = qwen.render_prompt(msgs, None)
+    assert result.usage.prompt_tokens == len(tokens)
+    assert result.usage.completion_tokens == qwen.count_tokens(result.content or "")
+    assert 0 < result.usage.completion_tokens <= 16
+
+
+def test_stream_delivers_pieces_then_one_final_event(qwen: EmbeddedProvider):
+    msgs = [{"role": "user", "content": "Count from 1 to 10, separated by spaces."}]
+    events = arun(collect(qwen, msgs, max_tokens=40, temperature=0))
+    pieces = [e for e in events if e.content]
+    assert len(pieces) >= 5
+    assert "1 2 3" in text_of(events)
+    finals = [e for e in events if e.finish_reason]
+    assert len(finals) == 1 and finals[0] is events[-1] and finals[0].usage is not None
+
+
+def test_max_tokens_gives_length(qwen: EmbeddedProvider):
+    msgs = [{"role": "user", "content": "Write a long story about a dragon."}]
+    result = arun(qwen.complete(msgs, GenerationParams(max_tokens=5)))
+    assert result.finish_reason == "length"
+    assert result.usage.completion_tokens == 5
+
+
+def test_stop_sequence_cuts_the_output(qwen: EmbeddedProvider):
+    msgs = [{"role": "user", "content": "Count from 1 to 10, separated by spaces."}]
+    result = arun(qwen.complete(msgs, GenerationParams(max_tokens=40, temperature=0, stop=["5"])))
+    assert result.content and "4" in result.content and "5" not in result.content and "6" not in result.content
+    assert result.finish_reason == "stop"
+
+
+def test_json_object_output_parses(qwen: EmbeddedProvider):
+    msgs = [{"role": "user", "content": "Give me a JSON object describing a cat with a name and an age."}]
+    result = arun(qwen.complete(msgs, GenerationParams(max_tokens=80, response_format={"type": "json_object"})))
+    assert isinstance(json.loads(result.content or ""), dict)
+
+
+def test_json_schema_output_validates(qwen: EmbeddedProvider):
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "population": {"type": "integer"},
+            "landmarks": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        },
+        "required": ["city", "population", "landmarks"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": schema}}
+    msgs = [{"role": "user", "content": "Describe Paris."}]
+    result = arun(qwen.complete(msgs, GenerationParams(max_tokens=150, response_format=fmt)))
+    jsonschema.validate(json.loads(result.content or ""), schema)
+
+
+def test_forced_named_tool_gives_valid_arguments(qwen: EmbeddedProvider):
+    params = GenerationParams(
+        tools=[WEATHER, CALC], tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=80
+    )
+    result = arun(qwen.complete(ASK, params))
+    assert result.finish_reason == "tool_calls" and result.content is None
+    (call,) = result.tool_calls
+    assert call.name == "get_weather" and call.id.startswith("call_")
+    args = json.loads(call.arguments)
+    jsonschema.validate(args, WEATHER["function"]["parameters"])
+    assert "paris" in args["city"].lower()
+
+
+def test_required_tool_choice_always_calls(qwen: EmbeddedProvider):
+    msgs = [{"role": "user", "content": "Hello there!"}]
+    result = arun(qwen.complete(msgs, GenerationParams(tools=[WEATHER, CALC], tool_choice="required", max_tokens=80)))
+    assert result.finish_reason == "tool_calls"
+    assert result.tool_calls and result.tool_calls[0].name in {"get_weather", "calculator"}
+    json.loads(result.tool_calls[0].arguments)
+
+
+def test_tool_choice_none_never_calls(qwen: EmbeddedProvider):
+    result = arun(qwen.complete(ASK, GenerationParams(tools=[WEATHER], tool_choice="none", max_tokens=40)))
+    assert result.tool_calls == [] and result.finish_reason in ("stop", "length")
+    assert "<tool_call>" not in (result.content or "")
+
+
+def test_auto_recovers_a_call_written_as_text(qwen: EmbeddedProvider):
+    msgs = [
+        {"role": "system", "content": "You are a helpful assistant. Use the tools when they help."},
+        {"role": "user", "content": "Use the get_weather tool to look up the weather in Berlin."},
+    ]
+    result = arun(qwen.complete(msgs, GenerationParams(tools=[WEATHER], tool_choice="auto", max_tokens=80, temperature=0)))
+    assert result.finish_reason == "tool_calls", result.content
+    assert result.tool_calls[0].name == "get_weather"
+    assert "berlin" in json.loads(result.tool_calls[0].arguments)["city"].lower()
+
+
+def test_tool_results_round_trip_through_the_template(qwen: EmbeddedProvider):
+    msgs = [
+        {"role": "developer", "content": "Answer using the tool results."},
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Oslo?"}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Oslo: -7 degrees Celsius, snowing."},
+    ]
+    tokens, _ = qwen.render_prompt(msgs, [WEATHER])
+    prompt = qwen._llama.detokenize(tokens).decode()  # noqa: SLF001
+    assert "<tool_response>" in prompt and '"city": "Oslo"' in prompt and "get_weather" in prompt
+    result = arun(qwen.complete(msgs, GenerationParams(tools=[WEATHER], max_tokens=40, temperature=0)))
+    assert "-7" in (result.content or "") or "snow" in (result.content or "").lower()
+
+
+def test_cancellation_stops_generation_promptly(qwen: EmbeddedProvider):
+    msgs = [{"role": "user", "content": "Write a very long essay about the history of computing."}]
+
+    async def scenario() -> tuple[float, float]:
+        agen = qwen.stream(msgs, GenerationParams(max_tokens=400))
+        got = 0
+        async for ev in agen:
+            if ev.content:
+                got += 1
+            if got == 3:
+                break
+        await agen.aclose()  # the client went away
+        t0 = time.monotonic()
+        # the model is free again almost at once: a new request starts without waiting for 400 tokens
+        nxt = await qwen.complete([{"role": "user", "content": "Say OK."}], GenerationParams(max_tokens=3))
+        assert nxt.content is not None
+        return time.monotonic() - t0, 0.0
+
+    elapsed, _ = arun(scenario())
+    assert elapsed < 3.0  # 400 tokens would take well over 5 s on this machine
+
+
+def test_cancelled_task_frees_the_model(qwen: EmbeddedProvider):
+    msgs = [{"role": "user", "content": "Write a very long essay about the history of computing."}]
+
+    async def scenario() -> float:
+        async def consume() -> None:
+            async for _ in qwen.stream(msgs, GenerationParams(max_tokens=400)):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.8)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        t0 = time.monotonic()
+        while qwen._gen_lock.locked():  # noqa: SLF001
+            await asyncio.sleep(0.01)
+        return time.monotonic() - t0
+
+    assert arun(scenario()) < 0.5
+
+
+def test_context_overflow_is_a_clear_400(qwen: EmbeddedProvider):
+    big = "word " * 5000
+    with pytest.raises(ContextLengthExceededError) as err:
+        arun(qwen.complete([{"role": "user", "content": big}], GenerationParams(max_tokens=5)))
+    assert "4096" in err.value.message and err.value.status_code == 400
+
+
+def test_repeated_system_prompt_reuses_the_cache(qwen: EmbeddedProvider):
+    system = {"role": "system", "content": "You are a terse assistant. " + "Follow the rules carefully. " * 60}
+
+    async def ttft(question: str) -> float:
+        t0 = time.monotonic()
+        async for ev in qwen.stream([system, {"role": "user", "content": question}], GenerationParams(max_tokens=2)):
+            if ev.content:
+                return time.monotonic() - t0
+        return time.monotonic() - t0
+
+    cold = arun(ttft("Say hi."))
+    warm = arun(ttft("Say yo."))
+    assert warm < cold / 2
+
+
+def test_health_and_token_counting(qwen: EmbeddedProvider):
+    info = arun(qwen.health())
+    assert info == {"ok": True, "model": "qwen2.5-coder-0.5b-instruct", "provider": "embedded", "loaded": True,
+                    "path": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"}
+    assert qwen.context_window == 4096
+    assert qwen.count_tokens("hello world") == 2
+
+
+def test_image_parts_are_rejected_clearly():
+    with pytest.raises(BadRequestError, match="image_url"):
+        normalise_messages(
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}],
+            native_tools=True, tools=None,
+        )
