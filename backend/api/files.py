@@ -130,7 +130,7 @@ async def upload_files(
 
     async def work(progress: Any) -> dict[str, Any]:
         results = await rag.ingest_many(user_id, items, progress)
-        entries = [_result_entry(i, r) for i, r in zip(items, results)]
+        entries = [_result_entry(i, r) for i, r in zip(items, results, strict=False)]
         if all(isinstance(r, APIError) for r in results):
             raise next(r for r in results if isinstance(r, APIError))
         return {"object": "list", "data": entries}

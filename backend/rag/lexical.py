@@ -88,7 +88,7 @@ class UserCorpus:
             [query_tokens], k=k, show_progress=False, weight_mask=mask, n_threads=1
         )
         out = []
-        for row, score in zip(rows[0].tolist(), scores[0].tolist()):
+        for row, score in zip(rows[0].tolist(), scores[0].tolist(), strict=False):
             if score <= 0:
                 continue
             chunk = self.chunks[row]
@@ -104,7 +104,7 @@ def reciprocal_rank_fusion(
     """Fuse ranked id lists: score(d) = sum_i w_i / (k + rank_i(d)), ranks starting at 1."""
     weights = weights or [1.0] * len(rankings)
     fused: dict[str, float] = {}
-    for ranking, weight in zip(rankings, weights):
+    for ranking, weight in zip(rankings, weights, strict=False):
         for rank, item in enumerate(ranking, start=1):
             fused[item] = fused.get(item, 0.0) + weight / (k + rank)
     return sorted(fused.items(), key=lambda kv: kv[1], reverse=True)

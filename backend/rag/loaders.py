@@ -308,7 +308,7 @@ def _parse_csv(data: bytes, filename: str) -> list[PageText]:
     header, body = rows[0], rows[1:]
     lines = []
     for row in body:
-        pairs = [f"{h.strip() or f'col{i + 1}'}: {v.strip()}" for i, (h, v) in enumerate(zip(header, row)) if v.strip()]
+        pairs = [f"{h.strip() or f'col{i + 1}'}: {v.strip()}" for i, (h, v) in enumerate(zip(header, row, strict=False)) if v.strip()]
         if pairs:
             lines.append("; ".join(pairs))
     if not body:

@@ -213,7 +213,7 @@ class RagService:
         vectors = np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
         report("indexing", 0.95)
         records = self._commit(user_id, prepared, vectors)
-        for slot, record in zip(slots, records):
+        for slot, record in zip(slots, records, strict=False):
             results[slot] = {**self._public(record), "status": "processed"}
         report("done", 1.0)
         return results

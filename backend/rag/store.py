@@ -150,7 +150,7 @@ class FaissStore:
             start = int(state.meta["next_id"])
             ids = np.arange(start, start + len(chunk_ids), dtype=np.int64)
             state.index.add_with_ids(vectors, ids)
-            for i, chunk_id, file_id in zip(ids.tolist(), chunk_ids, file_ids):
+            for i, chunk_id, file_id in zip(ids.tolist(), chunk_ids, file_ids, strict=False):
                 state.meta["rows"][str(i)] = [chunk_id, file_id]
             state.meta["next_id"] = start + len(chunk_ids)
             self._commit(user_id, state)
@@ -172,7 +172,7 @@ class FaissStore:
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
         scores, ids = state.index.search(query, min(k, state.index.ntotal), params=params)
         out = []
-        for score, int_id in zip(scores[0].tolist(), ids[0].tolist()):
+        for score, int_id in zip(scores[0].tolist(), ids[0].tolist(), strict=False):
             if int_id < 0:
                 continue
             row = state.meta["rows"].get(str(int_id))
@@ -288,7 +288,7 @@ class ChromaStore:
             where=where,
             include=["distances"],
         )
-        return [(cid, 1.0 - float(d)) for cid, d in zip(result["ids"][0], result["distances"][0])]
+        return [(cid, 1.0 - float(d)) for cid, d in zip(result["ids"][0], result["distances"][0], strict=False)]
 
     def delete_file(self, user_id: str, file_id: str) -> int:
         collection = self._collection(user_id, create=False)

@@ -106,7 +106,7 @@ class Tool:
             value = await asyncio.wait_for(self.func(ctx, **kwargs), timeout=self.timeout_s)
         except ToolError as exc:
             return ToolResult(False, f"Error: {exc}", duration_s=time.perf_counter() - start)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return ToolResult(False, f"Error: {self.name} timed out after {self.timeout_s:.0f}s", duration_s=time.perf_counter() - start)
         except asyncio.CancelledError:
             raise

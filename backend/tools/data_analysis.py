@@ -23,7 +23,9 @@ MAX_VALUES = 200_000
 MAX_FIELDS = 200
 
 
-def _walk(node: Any, path: str, numeric: dict[str, list[float]], other: dict[str, int], depth: int, budget: list[int]) -> None:
+def _walk(
+    node: Any, path: str, numeric: dict[str, list[float]], other: dict[str, int], depth: int, budget: list[int]
+) -> None:
     if depth > MAX_DEPTH:
         raise ToolError(f"data is nested too deeply (more than {MAX_DEPTH} levels)")
     if isinstance(node, dict):
@@ -133,6 +135,7 @@ async def data_analysis(ctx: ToolContext, data: str) -> ToolResult:
     if len(numeric) > MAX_FIELDS:
         text += f"\n\n(showing {MAX_FIELDS} of {len(numeric)} numeric fields)"
     if other:
-        text += "\n\nNon-numeric fields (value counts): " + ", ".join(f"{k} ({v})" for k, v in sorted(other.items())[:30])
+        counts = ", ".join(f"{k} ({v})" for k, v in sorted(other.items())[:30])
+        text += "\n\nNon-numeric fields (value counts): " + counts
     text += "\n\nstd is the sample standard deviation (n-1)."
     return ToolResult(True, text, data={"stats": stats})

@@ -75,7 +75,8 @@ class _Translator:
         if isinstance(node, ast.Compare):
             if len(node.ops) != 1 or type(node.ops[0]) not in _CMPOPS:
                 raise ToolError("only a single comparison (==, <, <=, >, >=, !=) is supported")
-            return [_CMPOPS[type(node.ops[0])], self.tree(node.left, depth + 1), self.tree(node.comparators[0], depth + 1)]
+            op = _CMPOPS[type(node.ops[0])]
+            return [op, self.tree(node.left, depth + 1), self.tree(node.comparators[0], depth + 1)]
         if isinstance(node, ast.Call):
             return self._call(node, depth)
         if isinstance(node, ast.Tuple | ast.List):
@@ -225,7 +226,7 @@ def parse_math(expression: str) -> dict[str, Any]:
     if "__" in text:
         raise ToolError("double underscores are not allowed")
     text = text.replace("^", "**").replace("\u2212", "-").replace("\u00d7", "*").replace("\u00f7", "/")
-    parts = _BARE_EQUALS.split(text)
+    parts = _split_equation(text)
     if len(parts) > 2:
         raise ToolError("an equation may contain only one '='")
     translator = _Translator()
@@ -233,6 +234,22 @@ def parse_math(expression: str) -> dict[str, Any]:
         lhs, rhs = (_parse(p, translator) for p in parts)
         return {"equation": True, "lhs": lhs, "rhs": rhs}
     return {"tree": _parse(text, translator)}
+
+
+def _split_equation(text: str) -> list[str]:
+    """Split on '=' signs that are outside brackets (so dir='+' keyword arguments stay intact)."""
+    parts, depth, start = [], 0, 0
+    for match in re.finditer(r"[()\[\]]|" + _BARE_EQUALS.pattern, text):
+        token = match.group(0)
+        if token in "([":
+            depth += 1
+        elif token in ")]":
+            depth -= 1
+        elif depth == 0:
+            parts.append(text[start : match.start()])
+            start = match.end()
+    parts.append(text[start:])
+    return parts
 
 
 def _parse(text: str, translator: _Translator) -> list[Any]:
@@ -259,7 +276,8 @@ async def _run_worker(request: dict[str, Any], limits: SandboxLimits) -> dict[st
     python = sandbox_python()
     if ok and python:
         binds = [(sympy_dir, "/opt/pylib/sympy"), (mpmath_dir, "/opt/pylib/mpmath"), (str(_WORKER), "/opt/worker.py")]
-        result = await run_sandboxed([python, "-I", "-S", "/opt/worker.py", "/opt/pylib"], payload, limits, ro_binds=binds)
+        argv = [python, "-I", "-S", "/opt/worker.py", "/opt/pylib"]
+        result = await run_sandboxed(argv, payload, limits, ro_binds=binds)
     else:
         # Without bubblewrap the worker still runs in its own killable, rlimited process. It only ever
         # receives the validated tree above, never source text.

@@ -33,7 +33,7 @@ def _format(stdout: str, stderr: str, exit_code: int | None, notes: list[str]) -
 
 @tool(timeout_s=120)
 async def python_code(ctx: ToolContext, code: str) -> ToolResult:
-    """Run Python 3 code in an isolated sandbox (standard library only, no network, no files kept) and return its output.
+    """Run Python 3 code in an isolated sandbox (standard library only, no network) and return its output.
 
     Print what you want to see. Each run starts fresh; /tmp is the only writable directory.
 

@@ -177,7 +177,9 @@ def build_bwrap_argv(
     # the sandbox's root and /dev are private tmpfs mounts: make them read-only; only /tmp stays writable
     args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     args += ["--clearenv"]
-    base_env = {"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
+    base_env = {
+        "PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"
+    }
     for key, value in {**base_env, **(env or {})}.items():
         args += ["--setenv", key, value]
     args += ["--", *argv]
@@ -294,7 +296,9 @@ async def run_sandboxed(
     return await _run_process(full, stdin, limits, functools.partial(_preexec, limits, nproc, drop))
 
 
-async def run_limited(argv: Sequence[str], stdin: bytes | None = None, limits: SandboxLimits | None = None) -> SandboxResult:
+async def run_limited(
+    argv: Sequence[str], stdin: bytes | None = None, limits: SandboxLimits | None = None
+) -> SandboxResult:
     """Run a *trusted* helper in its own rlimited, killable process group, without bubblewrap.
 
     For workers that only ever receive validated data (never code), as a fallback where the

@@ -101,7 +101,9 @@ def run_query(db_path: Path, sql: str, max_rows: int, timeout_s: float) -> tuple
             if "interrupted" in message:
                 raise ToolError(f"query took longer than {timeout_s:g}s and was stopped") from None
             if "not authorized" in message or "prohibited" in message:
-                raise ToolError("query refused: only reading with SELECT is allowed (no writes, ATTACH, PRAGMA or extensions)") from None
+                raise ToolError(
+                    "query refused: only reading with SELECT is allowed (no writes, ATTACH, PRAGMA or extensions)"
+                ) from None
             raise ToolError(f"SQL error: {message}") from None
         except sqlite3.Warning as exc:  # "You can only execute one statement at a time."
             raise ToolError(f"SQL error: {exc}") from None

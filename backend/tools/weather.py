@@ -69,7 +69,8 @@ def render(place: str, forecast: dict[str, Any], days: int = 3) -> str:
     if dates:
         lines.append(f"Forecast ({min(days, len(dates))} days):")
     for i, date in enumerate(dates[:days]):
-        bits = [describe_code(_at(daily.get("weather_code"), i))] if _at(daily.get("weather_code"), i) is not None else []
+        code = _at(daily.get("weather_code"), i)
+        bits = [describe_code(code)] if code is not None else []
         lo, hi = _at(daily.get("temperature_2m_min"), i), _at(daily.get("temperature_2m_max"), i)
         if lo is not None and hi is not None:
             bits.append(f"{lo} to {hi}{_unit(du, 'temperature_2m_max', '°C')}")

@@ -10,7 +10,6 @@ use the package to reach an unchecked address. The package's process-wide result
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import warnings
 from typing import Any
@@ -55,10 +54,6 @@ def _module() -> Any:
         if not isinstance(wikimod.requests, _GuardedRequests):
             wikimod.requests = _GuardedRequests()
             wikimod.RATE_LIMIT = False
-            with contextlib.suppress(ImportError):
-                from bs4 import GuessedAtParserWarning
-
-                warnings.filterwarnings("ignore", category=GuessedAtParserWarning, module="wikipedia")
     return wikimod
 
 
@@ -75,6 +70,9 @@ def _lookup(settings: Any, query: str, sentences: int) -> ToolResult:
     search = getattr(wikimod.search, "fn", wikimod.search)  # skip the package's process-wide cache
     _local.client = sync_client(settings)
     _local.api_url = settings.wikipedia_api_url
+    quiet = warnings.catch_warnings()
+    quiet.__enter__()
+    warnings.filterwarnings("ignore", message="No parser was explicitly specified")  # bs4, inside the package
     try:
         related: list[str] = []
         try:
@@ -106,6 +104,7 @@ def _lookup(settings: Any, query: str, sentences: int) -> ToolResult:
     except (WikipediaException, KeyError, ValueError) as exc:
         return ToolResult(False, f"Error: Wikipedia returned an unexpected answer ({type(exc).__name__}: {exc})")
     finally:
+        quiet.__exit__(None, None, None)
         _local.client.close()
         _local.client = None
         _local.api_url = None

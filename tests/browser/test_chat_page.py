@@ -151,6 +151,14 @@ def test_upload_lists_and_deletes_a_document(app_server: AppServer, new_page: An
     item.wait_for()
     assert "chunk" in item.locator(".item-sub").inner_text()
     page.check("#use-docs")
+
+    # with "use my documents" on, the answer lists the retrieved passages as sources
+    app_server.provider.outputs = ["The keeper logs the tide at dawn [1]."]
+    send(page, "When does the lighthouse keeper log the tide?")
+    msg = last_answer_done(page, timeout=60_000)
+    sources = msg.locator(".msg-sources")
+    sources.wait_for()
+    assert "field-notes.txt" in sources.locator(".source-head").first.inner_text()
     screenshot(page, "documents")
 
     # delete needs a second click (no native confirm dialog)
@@ -368,3 +376,21 @@ def test_page_is_served_with_a_strict_csp_and_runs_under_it(app_server: AppServe
     page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
     login(page, app_server.base_url)
     assert violations == []
+
+
+@pytest.mark.model
+def test_real_model_answer_streams_into_the_page(live_server: Any, new_page: Any) -> None:
+    """The real server with the real embedded model: a question gets a streamed, non-empty answer."""
+    page = new_page()
+    login(page, live_server.base_url)
+    page.select_option("#mode-select", "chat")
+    send(page, "In one short sentence: what is the capital of France?")
+    page.wait_for_function(
+        "() => { const b = document.querySelector('.msg-assistant .msg-body'); return b && b.textContent.trim(); }",
+        timeout=120_000,
+    )
+    msg = last_answer_done(page, timeout=180_000)
+    assert msg.locator(".msg-error").is_hidden(), msg.locator(".msg-error").inner_text()
+    assert len(msg.locator(".msg-body").inner_text().strip()) > 3
+    screenshot(page, "chat-real-model")
+    assert not page.errors and not page.dialogs

@@ -14,6 +14,7 @@ import json
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -100,12 +101,16 @@ def render_site_config(backend_port: int, listen_port: int) -> str:
     return text
 
 
-def write_wrapper(tmp: Path, backend_port: int, listen_port: int) -> Path:
-    """The stock nginx.conf's outer blocks (as in the nginx image), including the site config under test."""
+def write_wrapper(tmp: Path, backend_port: int, listen_port: int, temp: Path | None = None) -> Path:
+    """The stock nginx.conf's outer blocks (as in the nginx image), including the site config under test.
+
+    ``temp`` holds nginx's request-body files; started as root, nginx's workers run as an unprivileged
+    user, so it must be a world-writable folder they can reach (pytest's tmp_path is not).
+    """
     (tmp / "site.conf").write_text(render_site_config(backend_port, listen_port))
-    temp = tmp / "temp"
-    temp.mkdir(exist_ok=True)
-    temp.chmod(0o777)
+    if temp is None:
+        temp = tmp / "temp"
+        temp.mkdir(exist_ok=True)
     wrapper = tmp / "nginx-test.conf"
     wrapper.write_text(
         f"""
@@ -151,7 +156,9 @@ def nginx_proxy(tmp_path: Path) -> Iterator[str]:
     backend = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
     threading.Thread(target=backend.serve_forever, daemon=True).start()
     port = free_port()
-    wrapper = write_wrapper(tmp_path, backend.server_port, port)
+    temp = Path(tempfile.mkdtemp(prefix="nginx-test-"))
+    temp.chmod(0o777)
+    wrapper = write_wrapper(tmp_path, backend.server_port, port, temp)
     proc = subprocess.Popen(
         [NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(wrapper), "-g", "daemon off;"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -164,7 +171,8 @@ def nginx_proxy(tmp_path: Path) -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"nginx did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                    detail = proc.stderr.read().decode() if proc.stderr else ""
+                    raise RuntimeError(f"nginx did not start: {detail}") from None
                 time.sleep(0.05)
         yield f"127.0.0.1:{port}"
     finally:
@@ -172,6 +180,7 @@ def nginx_proxy(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=10)
         backend.shutdown()
         backend.server_close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def request(host: str, method: str, path: str, body: bytes | None = None,
@@ -209,8 +218,11 @@ def test_nginx_proxies_api_with_one_set_of_headers(nginx_proxy: str) -> None:
 
 
 def test_nginx_streams_sse_without_buffering(nginx_proxy: str) -> None:
+    """Each event reaches the client when the backend sends it, not when the stream ends."""
     started = time.monotonic()
-    r = request(nginx_proxy, "POST", "/v1/chat/completions", body=b"{}", headers={"Content-Type": "application/json"})
+    # a browser asks for gzip; a compressed event stream would be held back in gzip's buffers
+    r = request(nginx_proxy, "POST", "/v1/chat/completions", body=b"{}",
+                headers={"Content-Type": "application/json", "Accept-Encoding": "gzip"})
     assert r.status == 200 and r.getheader("Content-Type", "").startswith("text/event-stream")
     first = r.readline()
     first_at = time.monotonic() - started

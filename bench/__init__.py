@@ -1,0 +1,1 @@
+"""Benchmarks and answer-quality evaluations (see bench/README.md)."""

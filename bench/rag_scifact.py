@@ -1,0 +1,202 @@
+"""SciFact retrieval benchmark through our own ingestion and retrieval code.
+
+Ingests the BEIR SciFact corpus (title + abstract as one text file per document) with
+``RagService.ingest_many`` into a temp data dir, then for the test queries reports nDCG@10 and
+Recall@10 for dense, BM25 and hybrid search, ingestion throughput and query latency.
+
+The fusion weights may be tuned on the *train* qrels (``--tune``); the chosen setting is then
+evaluated once on test. Results go to bench/results/rag_scifact.json.
+
+    .venv/bin/python bench/rag_scifact.py            # full SciFact (minutes on a small CPU)
+    .venv/bin/python bench/rag_scifact.py --mini     # scifact_mini smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.rag.lexical import reciprocal_rank_fusion  # noqa: E402
+from backend.rag.service import IngestItem, RagService  # noqa: E402
+from backend.settings import Settings  # noqa: E402
+
+EVAL = ROOT.parent / "shared" / "eval"
+USER = "u_bench"
+DEPTH = 100  # chunks fetched per query; ranked doc lists are deduplicated from these
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    for line in path.read_text().splitlines()[1:]:
+        qid, did, score = line.split("\t")
+        if int(score) > 0:
+            qrels.setdefault(qid, {})[did] = int(score)
+    return qrels
+
+
+def ndcg_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
+    dcg = sum(relevant.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
+    ideal = sum(g / math.log2(i + 2) for i, g in enumerate(sorted(relevant.values(), reverse=True)[:10]))
+    return dcg / ideal if ideal else 0.0
+
+
+def recall_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
+    return len(set(ranked[:10]) & set(relevant)) / len(relevant)
+
+
+def dedupe(chunk_ids: list[str], chunk_to_doc: dict[str, str]) -> list[str]:
+    return list(dict.fromkeys(chunk_to_doc[c] for c in chunk_ids))
+
+
+def evaluate(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    ndcg = [ndcg_at_10(runs[q], rel) for q, rel in qrels.items()]
+    rec = [recall_at_10(runs[q], rel) for q, rel in qrels.items()]
+    return {"ndcg@10": round(statistics.mean(ndcg), 4), "recall@10": round(statistics.mean(rec), 4)}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mini", action="store_true", help="scifact_mini smoke run")
+    parser.add_argument("--tune", action="store_true", help="tune fusion weights on the train qrels first")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rag_scifact.json")
+    args = parser.parse_args()
+
+    if args.mini:
+        data = EVAL / "scifact_mini"
+        corpus, queries = read_jsonl(data / "corpus.jsonl"), read_jsonl(data / "queries.jsonl")
+        test_qrels, train_qrels = read_qrels(data / "qrels_test.tsv"), {}
+        args.out = args.out.with_name("rag_scifact_mini.json")
+    else:
+        data = EVAL / "scifact_beir"
+        corpus, queries = read_jsonl(data / "corpus.jsonl.gz"), read_jsonl(data / "queries.jsonl")
+        test_qrels = read_qrels(data / "qrels" / "test.tsv")
+        train_qrels = read_qrels(data / "qrels" / "train.tsv") if args.tune else {}
+    query_text = {q["_id"]: q["text"] for q in queries}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, data_dir=Path(tmp))
+        rag = RagService(settings, None)
+        rag.warm_up()
+        items = [IngestItem(f"{d['_id']}.txt", f"{d['title']}\n\n{d['text']}".encode(), "text/plain") for d in corpus]
+        print(f"ingesting {len(items)} documents ...", flush=True)
+        last = [0.0]
+
+        def progress(stage: str, fraction: float) -> None:
+            if fraction - last[0] >= 0.05:
+                last[0] = fraction
+                print(f"  {stage} {fraction:.0%}", flush=True)
+
+        t0 = time.perf_counter()
+        results = await rag.ingest_many(USER, items, progress)
+        ingest_s = time.perf_counter() - t0
+        failed = [r for r in results if not isinstance(r, dict)]
+        n_chunks = sum(r["chunks"] for r in results if isinstance(r, dict))
+        file_to_doc = {r["file_id"]: r["filename"].removesuffix(".txt") for r in results if isinstance(r, dict)}
+        print(f"ingested {len(results) - len(failed)} docs, {n_chunks} chunks in {ingest_s:.1f}s "
+              f"({n_chunks / ingest_s:.1f} chunks/s); {len(failed)} refused", flush=True)
+
+        async def rankings(qrels: dict[str, dict[str, int]]) -> tuple[dict, dict, list[float]]:
+            dense, lexical, latency = {}, {}, []
+            for qid in qrels:
+                t = time.perf_counter()
+                d = await rag.search(USER, query_text[qid], DEPTH, mode="dense")
+                latency.append(time.perf_counter() - t)
+                b = await rag.search(USER, query_text[qid], DEPTH, mode="bm25")
+                dense[qid] = [h.chunk_id for h in d]
+                lexical[qid] = [h.chunk_id for h in b]
+            return dense, lexical, latency
+
+        chunk_to_doc = {}
+        for file_id, doc in file_to_doc.items():
+            for i in range(200):
+                chunk_to_doc[f"{file_id}:{i}"] = doc
+
+        def fused(dense: dict, lexical: dict, k: int, wd: float, wb: float) -> dict[str, list[str]]:
+            return {
+                q: dedupe([c for c, _ in reciprocal_rank_fusion([dense[q], lexical[q]], k, [wd, wb])], chunk_to_doc)
+                for q in dense
+            }
+
+        tuned = {"rrf_k": settings.rag_rrf_k, "dense_weight": 1.0, "bm25_weight": 1.0, "tuned_on": None}
+        grid_results = []
+        if train_qrels:
+            print(f"tuning fusion on {len(train_qrels)} train queries ...", flush=True)
+            dense_tr, lex_tr, _ = await rankings(train_qrels)
+            best = -1.0
+            for k in (10, 20, 40, 60, 100):
+                for wb in (0.5, 0.7, 0.85, 1.0, 1.2, 1.5):
+                    score = evaluate(fused(dense_tr, lex_tr, k, 1.0, wb), train_qrels)["ndcg@10"]
+                    grid_results.append({"rrf_k": k, "bm25_weight": wb, "train_ndcg@10": score})
+                    if score > best:
+                        best = score
+                        tuned = {"rrf_k": k, "dense_weight": 1.0, "bm25_weight": wb, "tuned_on": "train",
+                                 "train_ndcg@10": score}
+            print(f"  best on train: {tuned}", flush=True)
+
+        print(f"evaluating {len(test_qrels)} test queries ...", flush=True)
+        dense_te, lex_te, dense_latency = await rankings(test_qrels)
+        table = {
+            "dense": evaluate({q: dedupe(v, chunk_to_doc) for q, v in dense_te.items()}, test_qrels),
+            "bm25": evaluate({q: dedupe(v, chunk_to_doc) for q, v in lex_te.items()}, test_qrels),
+            "hybrid_rrf60": evaluate(fused(dense_te, lex_te, 60, 1.0, 1.0), test_qrels),
+        }
+        # the shipped code path: RagService.search(mode="hybrid") with the (tuned) settings
+        settings.rag_rrf_k, settings.rag_bm25_weight = tuned["rrf_k"], tuned["bm25_weight"]
+        hybrid_runs, latency = {}, []
+        for qid in test_qrels:
+            t = time.perf_counter()
+            hits = await rag.search(USER, query_text[qid], DEPTH, mode="hybrid")
+            latency.append(time.perf_counter() - t)
+            hybrid_runs[qid] = dedupe([h.chunk_id for h in hits], chunk_to_doc)
+        table["hybrid"] = evaluate(hybrid_runs, test_qrels)
+
+        def pct(values: list[float], p: float) -> float:
+            values = sorted(values)
+            return round(1000 * values[min(len(values) - 1, int(p * len(values)))], 1)
+
+        out = {
+            "dataset": "scifact_mini" if args.mini else "scifact (BEIR test)",
+            "documents": len(results) - len(failed),
+            "chunks": n_chunks,
+            "test_queries": len(test_qrels),
+            "embedding_model": rag.embedder.name,
+            "chunk_size": settings.chunk_size,
+            "chunk_overlap": settings.chunk_overlap,
+            "ingest_seconds": round(ingest_s, 1),
+            "ingest_chunks_per_s": round(n_chunks / ingest_s, 1),
+            "hybrid_query_ms": {"p50": pct(latency, 0.5), "p95": pct(latency, 0.95)},
+            "dense_query_ms": {"p50": pct(dense_latency, 0.5), "p95": pct(dense_latency, 0.95)},
+            "metrics": table,
+            "fusion": tuned,
+            "fusion_grid": grid_results,
+        }
+    print(f"\n{'method':<14}{'nDCG@10':>10}{'Recall@10':>11}")
+    for name, m in table.items():
+        print(f"{name:<14}{m['ndcg@10']:>10.4f}{m['recall@10']:>11.4f}")
+    print(f"\ningestion {out['ingest_chunks_per_s']} chunks/s; hybrid query p50 {out['hybrid_query_ms']['p50']} ms, "
+          f"p95 {out['hybrid_query_ms']['p95']} ms; fusion {tuned}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
