@@ -19,6 +19,12 @@ async def export_user(services: Services, user_id: str) -> bytes:
     rag = await services.rag()
     if hasattr(rag, "export_user"):
         documents = await rag.export_user(user_id)
+    elif hasattr(rag, "list_documents"):  # the documents' metadata, page by page
+        while True:
+            page = await rag.list_documents(user_id, 100, len(documents))
+            documents.extend(page.get("data", []))
+            if not page.get("has_more") or not page.get("data"):
+                break
     parts = {
         "user.json": public_user(user),
         "api_keys.json": [public_key(k) for k in services.keys.list_for(user_id)],

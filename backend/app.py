@@ -53,7 +53,9 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
             load_jwt_secret(settings), settings.jwt_expiry_minutes, settings.secrets_path / "revoked_tokens.json"
         ),
         provider=provider,
-        scheduler=FairScheduler(provider.parallel, settings.queue_max_size, settings.queue_timeout_s),
+        scheduler=FairScheduler(
+            provider.parallel, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None
+        ),
         rate_limiter=RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm),
         metrics=Metrics(),
         audit=AuditLog(settings.audit_log_path),

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     rate_limit_tpm: int = 200_000
     rate_limit_admin_exempt: bool = True
     queue_max_size: int = 64
+    queue_max_per_user: int = 0  # requests one user may have waiting; 0 = a quarter of queue_max_size
     queue_timeout_s: float = 300.0
     keepalive_interval_s: float = 10.0
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,28 +25,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, free_port, machine_info, pct, running_server, table, write_results  # noqa: E402
+from bench.common import REPO, fake_upstream, machine_info, pct, running_server, table, write_results  # noqa: E402
 
 UPSTREAM_MODEL = "fake-model"
 BODY = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8, "temperature": 0}
-
-
-def start_upstream() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fixtures.fake_openai_server", "--port", str(port)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            if httpx.get(base + "/models", timeout=1).status_code < 500:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the fake upstream did not start")
 
 
 async def one(client: httpx.AsyncClient, url: str, headers: dict[str, str], model: str) -> tuple[float, int]:
@@ -153,20 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.requests, args.total, args.max_seconds = 25, 40, 3.0
     machine = machine_info()
-    upstream, upstream_v1 = start_upstream()
-    try:
-        with running_server(
+    with fake_upstream() as upstream_v1, running_server(
             users=("alice", "bob"), admin=("alice",), wait_model=False,
             LLM_PROVIDER="openai", OPENAI_BASE_URL=upstream_v1, OPENAI_API_KEY="x", OPENAI_MODEL=UPSTREAM_MODEL,
-            RATE_LIMIT_RPM="10000000", RATE_LIMIT_TPM="1000000000", OPENAI_PARALLEL="64", QUEUE_MAX_SIZE="100000",
-            SSRF_ALLOW_HOSTS="127.0.0.1",
-        ) as server:
-            base_model = server.base_model()
-            res = asyncio.run(measure(server.v1, server.tokens["bob"], upstream_v1, base_model, args))
-            res["model_id"] = base_model
-    finally:
-        upstream.terminate()
-        upstream.wait(timeout=10)
+        RATE_LIMIT_RPM="10000000", RATE_LIMIT_TPM="1000000000", OPENAI_PARALLEL="64", QUEUE_MAX_SIZE="100000",
+        SSRF_ALLOW_HOSTS="127.0.0.1",
+    ) as server:
+        base_model = server.base_model()
+        res = asyncio.run(measure(server.v1, server.tokens["bob"], upstream_v1, base_model, args))
+        res["model_id"] = base_model
     seq = res["sequential"]
     print("\nSequential latency (tiny completion, max_tokens=8; user 'bob', non-admin: rate limiter on the path)")
     print(table(

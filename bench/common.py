@@ -77,6 +77,7 @@ def machine_info() -> dict[str, Any]:
         "packages": versions,
         "git_commit": commit,
         "load_avg_start": load_avg(),
+        "bench_embedded_threads": os.environ.get("BENCH_EMBEDDED_THREADS"),
     }
 
 
@@ -202,6 +203,8 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
         ROUTER_USE_LLM="false",
         PYTHONUNBUFFERED="1",
     )
+    if os.environ.get("BENCH_EMBEDDED_THREADS"):  # e.g. 1 on a shared, oversubscribed machine
+        env["EMBEDDED_N_THREADS"] = os.environ["BENCH_EMBEDDED_THREADS"]
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -270,14 +273,69 @@ def start_server(
     return server
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit, so ``finally`` blocks stop the servers this process started."""
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 @contextlib.contextmanager
 def running_server(**kw: Any) -> Iterator[BenchServer]:
+    """A fresh server for the ``with`` block; its log tail is printed if the block fails."""
+    _exit_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         server = start_server(Path(tmp) / "data", **kw)
         try:
             yield server
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tail = server.log_path.read_text(errors="replace")[-4000:]
+                print(f"--- server log tail ({server.log_path.name}) ---\n{tail}", file=sys.stderr)
+            raise
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def fake_upstream() -> Iterator[str]:
+    """The fake OpenAI-compatible upstream (tests/fixtures/fake_openai_server.py) in its own process.
+
+    Yields its ``/v1`` base URL. Used by api_latency.py, and by every script's ``--fake-upstream``
+    (CI smoke runs: the whole path but no model).
+    """
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fixtures.fake_openai_server", "--port", str(port)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                if httpx.get(base + "/models", timeout=1).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("the fake upstream did not start")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def model_env(model_key: str, upstream: str | None = None) -> dict[str, str]:
+    """Server environment for the embedded ``model_key``, or for the fake upstream when given."""
+    if upstream:
+        return {"LLM_PROVIDER": "openai", "OPENAI_BASE_URL": upstream, "OPENAI_API_KEY": "x", "OPENAI_MODEL": "fake-model"}
+    return {"LLM_PROVIDER": "embedded", "EMBEDDED_MODEL": model_key}
 
 
 def warm_model(server: BenchServer, model: str, user: str) -> None:

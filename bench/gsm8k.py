@@ -3,17 +3,17 @@
 
 Data: ``../shared/eval/gsm8k/test.jsonl`` (the official test split), the first ``--limit`` problems.
 
-Prompt (all modes, zero-shot chain of thought, one user message, temperature 0)::
+Prompt (all modes, zero-shot chain of thought — Qwen's own CoT instruction — one user message, temperature 0)::
 
     <question>
-    Solve the problem step by step. End your reply with a final line of the form "The answer is N".
+    Please reason step by step, and put your final answer within \\boxed{}.
 
 Modes are model ids on ``/v1/chat/completions``: ``<base>:chat`` (one generation),
 ``<base>:react`` (ReAct agent; the registry's tools, math_calc and python_code being the useful
 ones here) and ``<base>:plan-execute`` (LangGraph plan-and-execute).
 
-Answer extraction: the number after the last "answer is" if there is one, else the last number in
-the reply; commas, "$" and a trailing "." are dropped; compared numerically to the number after
+Answer extraction: the number in the last ``\\boxed{}``, else the number after the last "answer is",
+else the last number in the reply; commas, "$" and a trailing "." are dropped; compared numerically to the number after
 "####" in the reference.
 
 Per-problem results go to ``bench/results/gsm8k/<model>__<mode>.jsonl`` as they finish; a rerun
@@ -26,6 +26,7 @@ skips problems already there (resume). ``bench/results/gsm8k.json`` summarises e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import time
@@ -37,12 +38,23 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    RESULTS, SHARED, append_jsonl, load_avg, machine_info, read_jsonl, running_server, table, warm_model, write_results,
+    RESULTS,
+    SHARED,
+    append_jsonl,
+    fake_upstream,
+    load_avg,
+    machine_info,
+    model_env,
+    read_jsonl,
+    running_server,
+    table,
+    warm_model,
+    write_results,
 )
 
 DATA = SHARED / "eval" / "gsm8k" / "test.jsonl"
 PER_PROBLEM = RESULTS / "gsm8k"
-INSTRUCTION = 'Solve the problem step by step. End your reply with a final line of the form "The answer is N".'
+INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 MODES = ["chat", "react", "plan-execute"]
 REFERENCE = {  # published GSM8K accuracy of the *Instruct* (not Coder) models, Qwen2.5 report
     "qwen2.5-coder-0.5b": {"model": "Qwen2.5-0.5B-Instruct", "gsm8k": 49.6},
@@ -77,9 +89,17 @@ def to_number(text: str) -> float | None:
         return None
 
 
+_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
+
+
 def extract_answer(reply: str) -> float | None:
-    """The number after the last "answer is", else the last number in the reply."""
+    """The number in the last \\boxed{}, else after the last "answer is", else the last number in the reply."""
     text = reply or ""
+    boxed = _BOXED.findall(text)
+    if boxed:
+        nums = _NUM.findall(boxed[-1].replace("\\$", "$"))
+        if nums:
+            return to_number(nums[-1])
     low = text.lower()
     pos = low.rfind("answer is")
     if pos >= 0:
@@ -166,25 +186,33 @@ def summarise(limit: int | None = None) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="smoke run: smollm2-135m, 2 problems, chat only, separate files")
+    p.add_argument("--quick", action="store_true", help="smoke run: smollm2-135m, 2 problems (1 per agent mode), separate files")
     p.add_argument("--models", nargs="+", default=["qwen2.5-coder-0.5b"])
     p.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
     p.add_argument("--limit", type=int, default=100, help="problems for chat")
     p.add_argument("--agent-limit", type=int, default=30, help="problems for react / plan-execute")
     p.add_argument("--max-tokens", type=int, default=512)
     p.add_argument("--summary-only", action="store_true", help="only rebuild bench/results/gsm8k.json from the per-problem files")
+    p.add_argument("--threads", type=int, default=None, help="EMBEDDED_N_THREADS (default: the server's, physical cores)")
+    p.add_argument("--fake-upstream", action="store_true", help="no model: the fake OpenAI upstream (CI smoke)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     global PER_PROBLEM
     if args.quick:
         PER_PROBLEM = Path(args.out or RESULTS / "gsm8k_quick.json").with_suffix("")
-        args.models, args.modes, args.limit, args.agent_limit, args.max_tokens = ["smollm2-135m"], ["chat"], 2, 1, 32
+        args.models, args.limit, args.agent_limit, args.max_tokens = ["smollm2-135m"], 2, 1, 32
+    if args.fake_upstream:
+        args.models = ["fake-upstream"]
     machine = machine_info()
     if not args.summary_only:
         for model_key in args.models:
-            with running_server(users=("alice",), admin=("alice",), wait_model=False, EMBEDDED_MODEL=model_key,
-                                EMBEDDED_N_CTX="8192", RATE_LIMIT_RPM="100000", RATE_LIMIT_TPM="1000000000",
-                                QUEUE_TIMEOUT_S="1800") as server:
+            with contextlib.ExitStack() as stack:
+                upstream = stack.enter_context(fake_upstream()) if args.fake_upstream else None
+                server = stack.enter_context(running_server(
+                    users=("alice",), admin=("alice",), wait_model=False, EMBEDDED_N_CTX="8192", RATE_LIMIT_RPM="100000",
+                    RATE_LIMIT_TPM="1000000000", QUEUE_TIMEOUT_S="1800",
+                    **({"EMBEDDED_N_THREADS": str(args.threads)} if args.threads else {}), **model_env(model_key, upstream),
+                ))
                 base = server.base_model()
                 warm_model(server, base + ":chat", "alice")
                 for mode in args.modes:
@@ -198,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
           r["mean_seconds"], r["tool_use_rate"], r["errors"], (r["reference"] or {}).get("gsm8k")] for r in rows], 1,
     ))
     payload = {"benchmark": "gsm8k", "quick": args.quick, "prompt": "{question}\n" + INSTRUCTION, "shots": 0,
-               "temperature": 0, "max_tokens": args.max_tokens, "extraction": "number after the last 'answer is', else last number",
+               "temperature": 0, "max_tokens": args.max_tokens, "threads": args.threads, "extraction": "number in the last \\boxed{}, else after the last 'answer is', else the last number",
                "reference_note": "published numbers are for Qwen2.5-*-Instruct, not the Coder models measured here",
                "summary": rows, "per_problem_dir": str(PER_PROBLEM.relative_to(RESULTS.parent.parent)) if PER_PROBLEM.is_relative_to(RESULTS.parent.parent) else str(PER_PROBLEM),
                "machine": machine}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import re
 import string
@@ -36,7 +37,18 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    RESULTS, SHARED, append_jsonl, load_avg, machine_info, read_jsonl, running_server, table, warm_model, write_results,
+    RESULTS,
+    SHARED,
+    append_jsonl,
+    fake_upstream,
+    load_avg,
+    machine_info,
+    model_env,
+    read_jsonl,
+    running_server,
+    table,
+    warm_model,
+    write_results,
 )
 from bench.wiki_fixture import WikiServer  # noqa: E402
 
@@ -83,9 +95,8 @@ def f1_score(pred: str, gold: str) -> float:
 def extract_answer(reply: str) -> str:
     """The short answer in a reply: after a final "answer is"/"Answer:" marker, first line, no trailing dot."""
     text = (reply or "").strip()
-    m = None
-    for m in re.finditer(r"(?:final answer|answer is|answer)\s*[:：]?\s*", text, flags=re.IGNORECASE):
-        pass
+    marks = list(re.finditer(r"(?:final answer|answer is|answer)\s*[:：]?\s*", text, flags=re.IGNORECASE))
+    m = marks[-1] if marks else None
     if m is not None and m.end() < len(text):
         text = text[m.end():]
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
@@ -167,23 +178,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="EMBEDDED_N_THREADS (default: the server's, physical cores)")
+    p.add_argument("--fake-upstream", action="store_true", help="no model: the fake OpenAI upstream (CI smoke)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     global PER_QUESTION
     if args.quick:
         PER_QUESTION = Path(args.out or RESULTS / "hotpotqa_quick.json").with_suffix("")
         args.model, args.limit, args.max_tokens = "smollm2-135m", 1, 48
+    if args.fake_upstream:
+        args.model = "fake-upstream"
     machine = machine_info()
     if not args.summary_only:
-        with WikiServer() as wiki:
-            with running_server(users=("alice",), admin=("alice",), wait_model=False, EMBEDDED_MODEL=args.model,
-                                EMBEDDED_N_CTX="8192", RATE_LIMIT_RPM="100000", RATE_LIMIT_TPM="1000000000",
-                                QUEUE_TIMEOUT_S="1800", WIKIPEDIA_API_URL=wiki.api_url, SSRF_ALLOW_HOSTS="127.0.0.1") as server:
-                base = server.base_model()
-                warm_model(server, base + ":chat", "alice")
-                questions = load_questions(args.limit)
-                for mode in args.modes:
-                    run_mode(server, base, args.model, mode, questions, args.max_tokens, results_path(args.model, mode))
+        with contextlib.ExitStack() as stack:
+            wiki = stack.enter_context(WikiServer())
+            upstream = stack.enter_context(fake_upstream()) if args.fake_upstream else None
+            server = stack.enter_context(running_server(
+                users=("alice",), admin=("alice",), wait_model=False, EMBEDDED_N_CTX="8192", RATE_LIMIT_RPM="100000",
+                RATE_LIMIT_TPM="1000000000", QUEUE_TIMEOUT_S="1800",
+                **({"EMBEDDED_N_THREADS": str(args.threads)} if args.threads else {}), WIKIPEDIA_API_URL=wiki.api_url,
+                SSRF_ALLOW_HOSTS="127.0.0.1", **model_env(args.model, upstream),
+            ))
+            base = server.base_model()
+            warm_model(server, base + ":chat", "alice")
+            questions = load_questions(args.limit)
+            for mode in args.modes:
+                run_mode(server, base, args.model, mode, questions, args.max_tokens, results_path(args.model, mode))
     rows = summarise(args.limit)
     print()
     print(table(["model", "mode", "N", "EM %", "F1 %", "mean LLM calls", "mean tool calls", "s/question", "errors"],
@@ -192,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     print("reference (ReAct paper, PaLM-540B, 6-shot, real Wikipedia, 500 dev questions): ReAct 27.4 EM, CoT 29.4 EM, "
           "standard prompting 28.7 EM")
     payload = {"benchmark": "hotpotqa", "quick": args.quick, "prompt": PROMPT, "closed_book_prompt": CLOSED_BOOK,
-               "limit": args.limit, "temperature": 0, "max_tokens": args.max_tokens,
+               "limit": args.limit, "temperature": 0, "max_tokens": args.max_tokens, "threads": args.threads,
                "corpus": "gold evidence sentences of hotpot_dev_1000 (1,975 pages), BM25 search; easier than real Wikipedia",
                "reference": {"source": "Yao et al. 2023, ReAct, Table 1 (PaLM-540B)", "react_em": 27.4, "cot_em": 29.4,
                              "standard_em": 28.7},

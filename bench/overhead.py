@@ -151,10 +151,11 @@ def measure(model_key: str, reps: int, max_tokens: int, n_ctx: int, n_batch: int
             for i in range(reps):
                 prompt = PROMPT.format(i=i + 1)
                 loads.append(load_avg())
-                runs["direct_stream"].append(direct.run(prompt, max_tokens, True))
-                runs["direct_nonstream"].append(direct.run(prompt, max_tokens, False))
-                runs["server_stream"].append(server_run(url, headers, model, prompt, max_tokens, True))
-                runs["server_nonstream"].append(server_run(url, headers, model, prompt, max_tokens, False))
+                for key in ("direct_stream", "direct_nonstream", "server_stream", "server_nonstream"):
+                    stream = key.endswith("_stream")
+                    res = direct.run(prompt, max_tokens, stream) if key.startswith("direct") else server_run(url, headers, model, prompt, max_tokens, stream)
+                    runs[key].append(res)
+                    print(f"    {key}: {res['total_s']:.2f}s", flush=True)
                 print(f"  rep {i + 1}/{reps}: decode tok/s direct {runs['direct_stream'][-1]['decode_tps']:.2f} "
                       f"server {runs['server_stream'][-1]['decode_tps']:.2f}; load {loads[-1]}", flush=True)
         finally:
@@ -188,7 +189,7 @@ def measure(model_key: str, reps: int, max_tokens: int, n_ctx: int, n_batch: int
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="smoke run: smollm2-135m, 2 reps, 16 tokens")
+    p.add_argument("--quick", action="store_true", help="smoke run: smollm2-135m, 1 rep, 16 tokens")
     p.add_argument("--model", nargs="+", default=["qwen2.5-coder-0.5b"], help="catalogue keys, run one after another")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--max-tokens", type=int, default=128)
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     if args.quick:
-        args.model, args.reps, args.max_tokens, args.n_ctx = ["smollm2-135m"], 2, 16, 2048
+        args.model, args.reps, args.max_tokens, args.n_ctx = ["smollm2-135m"], 1, 16, 2048
     machine = machine_info()
     results = []
     for key in args.model:

@@ -47,3 +47,20 @@ FORCE_FINAL = (
 )
 
 OBSERVATION_PREFIX_TEXT = "Observation: "
+
+#: one-line usage hints, added to the prompt when the tool is offered (small models need them)
+TOOL_HINTS: dict[str, str] = {
+    "math_calc": (
+        "math_calc takes SymPy syntax: a derivative is diff(f, x), an integral integrate(f, x), "
+        "an equation solve(f, x) or 'lhs = rhs'; use * and **."
+    ),
+    "python_code": "python_code runs a full Python program; print() the result.",
+    "data_analysis": "data_analysis takes the numbers or records as JSON text, e.g. [3, 5, 7].",
+    "sql_query": "sql_query takes one SQLite SELECT statement.",
+    "rag_retrieval": "rag_retrieval searches the user's uploaded documents.",
+}
+
+
+def tool_hints(names: list[str]) -> str:
+    lines = [TOOL_HINTS[n] for n in names if n in TOOL_HINTS]
+    return ("\nTool tips:\n- " + "\n- ".join(lines)) if lines else ""

@@ -36,8 +36,9 @@ from backend.agents.tools import (
     specs,
     trace_observation,
 )
+from backend.errors import UpstreamError
 from backend.llm.tool_calling import new_call_id, parse_tool_calls
-from backend.llm.types import Message, ToolCall
+from backend.llm.types import GenerationParams, Message, ToolCall
 from backend.tools.base import Tool, ToolContext
 
 log = logging.getLogger("backend.agents.react")
@@ -99,18 +100,24 @@ def parse_react_text(text: str, tool_names: list[str]) -> ParsedAction | ParsedF
     return ParsedFinal("", _THOUGHT_RE.sub("", stripped))
 
 
-def _looks_like_failed_call(text: str) -> str | None:
+_JSON_OBJ_RE = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def _looks_like_failed_call(text: str, tool_names: list[str]) -> str | None:
     """A reply that tried to call a tool but did not produce a usable call (native style)."""
     s = text.strip()
-    if "<tool_call>" in s:
-        return "the <tool_call> did not contain a JSON object with a known tool 'name' and 'arguments'"
-    if s.startswith("{") and '"name"' in s:
+    m = _JSON_OBJ_RE.search(s)
+    if m and '"name"' in m.group(0):
         try:
-            obj = json.loads(s)
+            obj = json.loads(m.group(0))
         except json.JSONDecodeError:
             return "the tool call was not valid JSON"
-        if isinstance(obj, dict) and "arguments" in obj:
-            return f"'{obj.get('name')}' is not an available tool"
+        if isinstance(obj, dict) and isinstance(obj.get("name"), str) and ("arguments" in obj or "parameters" in obj):
+            if obj["name"] not in tool_names:
+                return f"'{obj['name']}' is not a tool (the tools are: {', '.join(tool_names)})"
+            return "the tool call's arguments were not a JSON object"
+    if "<tool_call>" in s:
+        return "the <tool_call> did not contain a JSON object with a tool 'name' and 'arguments'"
     return None
 
 
@@ -174,6 +181,7 @@ class ReActAgent:
         *,
         max_iterations: int = 5,
         style: Style = "native",
+        require_first_call: bool = False,
     ) -> None:
         self.llm = llm
         self.ctx = ctx
@@ -185,6 +193,9 @@ class ReActAgent:
         self.final: str = ""
         self.stop_reason: str = "answered"
         self._seen_calls: dict[str, str] = {}
+        # the router saw a clear tool need: the first turn must call a tool (grammar-enforced
+        # for text-only models, so a small model cannot invent a tool name or skip the tool)
+        self.require_first_call = require_first_call and self.style == "native" and bool(tools)
 
     def get_trace(self) -> list[AgentStep]:
         return list(self.steps)
@@ -199,6 +210,7 @@ class ReActAgent:
             )
         else:
             system = prompts.REACT_NATIVE_SYSTEM
+        system += prompts.tool_hints(list(self.tools))
         if client_system:
             system += "\n\n" + client_system
         return [{"role": "system", "content": system}, *turns]
@@ -206,19 +218,26 @@ class ReActAgent:
     # ------------------------------------------------------------------ the loop
     async def run(self, messages: list[Message]) -> AsyncIterator[AgentStep | AnswerDelta]:
         convo = self._initial_messages(messages)
-        for _ in range(self.max_iterations):
+        for turn in range(self.max_iterations):
             gate = _AnswerGate()
             text, calls = "", []
-            params = self._turn_params()
-            async with contextlib.aclosing(self.llm.stream(convo, params)) as events:
-                async for ev in events:
-                    if ev.content:
-                        text += ev.content
-                        out = gate.feed(ev.content)
-                        if out:
-                            yield AnswerDelta(out)
-                    if ev.tool_calls:
-                        calls.extend(ev.tool_calls)
+            params = self._turn_params(required=turn == 0 and self.require_first_call)
+            try:
+                async with contextlib.aclosing(self.llm.stream(convo, params)) as events:
+                    async for ev in events:
+                        if ev.content:
+                            text += ev.content
+                            out = gate.feed(ev.content)
+                            if out:
+                                yield AnswerDelta(out)
+                        if ev.tool_calls:
+                            calls.extend(ev.tool_calls)
+            except UpstreamError as exc:
+                if params.tool_choice != "required":
+                    raise
+                # the forced call failed (e.g. cut by max_tokens): tell the model, go on without forcing
+                yield self._format_error(convo, ParseError(exc.message.rstrip("."), ""))
+                continue
             if not calls and self.style == "native" and self.tools and "<tool_call>" in text:
                 # text before the call made the provider stream it as plain text: recover the call here
                 calls = parse_tool_calls(text, specs(self.tools)) or []
@@ -230,7 +249,7 @@ class ReActAgent:
                 continue
             parsed = parse_react_text(text, list(self.tools))
             if isinstance(parsed, ParsedFinal) and self.style == "native":
-                problem = _looks_like_failed_call(text)
+                problem = _looks_like_failed_call(text, list(self.tools))
                 if problem:
                     parsed = ParseError(problem, text)
             if isinstance(parsed, ParsedFinal):
@@ -249,12 +268,12 @@ class ReActAgent:
         async for delta in self._force_final(convo):
             yield delta
 
-    def _turn_params(self) -> Any:
+    def _turn_params(self, required: bool = False) -> GenerationParams:
         if self.style == "text":
             return self.llm.params(stop=["\nObservation:", "Observation:"])
         if not self.tools:
             return self.llm.params()
-        return self.llm.params(tools=specs(self.tools), tool_choice="auto")
+        return self.llm.params(tools=specs(self.tools), tool_choice="required" if required else "auto")
 
     @staticmethod
     def _remaining(answer: str, gate: _AnswerGate) -> str:
@@ -307,10 +326,8 @@ class ReActAgent:
         thought = _THOUGHT_RE.sub("", thought).strip()
         convo.append({"role": "assistant", "content": thought or None, "tool_calls": [c.to_openai() for c in calls]})
         results = await asyncio.gather(*(self._execute(c.name, c.arguments) for c in calls))
-        for call, (obs, ok, secs, _) in zip(calls, results):
-            convo.append(
-                {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)}
-            )
+        for call, (obs, ok, secs, _) in zip(calls, results, strict=True):
+            convo.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)})
             yield self._step(thought or f"I should use {call.name}.", call.name, call.arguments, obs, ok, secs)
 
     async def _act_text(self, convo: list[Message], text: str, action: ParsedAction) -> AsyncIterator[AgentStep]:
@@ -321,9 +338,7 @@ class ReActAgent:
         else:  # a text-format action in native style: replay it as a native call
             call = ToolCall(id=new_call_id(), name=action.tool, arguments=json.dumps(action.arguments))
             convo.append({"role": "assistant", "content": action.thought or None, "tool_calls": [call.to_openai()]})
-            convo.append(
-                {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)}
-            )
+            convo.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)})
         yield self._step(action.thought or f"I should use {action.tool}.", action.tool, action.arguments, obs, ok, secs)
 
     def _format_error(self, convo: list[Message], err: ParseError) -> AgentStep:

@@ -107,9 +107,8 @@ _CHAT_PATTERNS = [
 ]
 
 _SEQUENTIAL_PATTERNS = [
-    _rx(
-        r"\b(then|after that|afterwards|next,|finally,|step by step|based on (?:that|the|this|it)|using (?:that|the) result)\b"
-    ),
+    _rx(r"\b(then|after that|afterwards|next,|finally,|step by step)\b"),
+    _rx(r"\b(based on (?:that|the|this|it)|using (?:that|the) result)\b"),
     _rx(r"\b(if (?:it|the|that|so)|depending on|and use (?:it|that|the result))\b"),
     _rx(r"\bfirst\b.*\b(then|and then|next|after)\b"),
 ]
@@ -131,9 +130,7 @@ def _signals(query: str) -> _Signals:
             if m:
                 s.tools.setdefault(cat, []).append(m.group(0))
     # "write a python function" is coding help, not code execution
-    if "code" in s.tools and not re.search(
-        r"\b(run|execute|exec|use python|compute|calculate|simulate)\b", query, re.IGNORECASE
-    ):
+    if "code" in s.tools and not re.search(r"\b(run|execute|exec|use python|compute|calculate|simulate)\b", query, re.IGNORECASE):
         s.tools.pop("code")
     for p in _WEAK_PATTERNS:
         m = p.search(query)
@@ -158,9 +155,7 @@ def _agentic_mode(query: str, s: _Signals) -> RouteDecision:
     cats = sorted(s.tools)
     found = ", ".join(f"{c} ({s.tools[c][0]!r})" for c in cats)
     if s.sequential:
-        return RouteDecision(
-            "react", f"tool use needed: {found}; steps depend on each other ({s.sequential[0]!r})", "heuristic"
-        )
+        return RouteDecision("react", f"tool use needed: {found}; steps depend on each other ({s.sequential[0]!r})", "heuristic")
     families = {_FAMILY.get(c, c) for c in cats}
     many_tasks = len(families) >= 2 and bool(_AND.search(query))
     if s.parallel or many_tasks:
@@ -181,6 +176,11 @@ def heuristic_route(query: str) -> tuple[RouteDecision, bool]:
         return RouteDecision("chat", f"no tool signal; may need fresh facts ({s.weak[0]!r})", "heuristic"), False
     reason = f"no tool signal ({s.chat[0]!r})" if s.chat else "no tool signal"
     return RouteDecision("chat", reason, "heuristic"), True
+
+
+def tool_categories(query: str) -> set[str]:
+    """The kinds of tool a request asks for: math, search, weather, wikipedia, documents, sql, code, data."""
+    return set(_signals(query).tools)
 
 
 def determine_task_type(query: str) -> Literal["chat", "agentic"]:

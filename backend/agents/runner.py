@@ -20,7 +20,8 @@ from backend.agents.events import AgentDone, AgentEvent, AgentStep, AnswerDelta
 from backend.agents.llm import CountingLLM
 from backend.agents.messages import last_user_text
 from backend.agents.react import ReActAgent, Style
-from backend.agents.tools import select_tools
+from backend.agents.router import tool_categories
+from backend.agents.tools import relevant_tools, select_tools
 from backend.errors import BadRequestError
 from backend.llm.base import LLMProvider
 from backend.llm.types import GenerationParams, Message
@@ -47,12 +48,14 @@ async def run_agent(
     tools: dict[str, Tool] | None = None,
     session_id: str | None = None,
     style: Style | None = None,
+    narrow_tools: bool = True,
 ) -> AsyncIterator[AgentEvent]:
     """Run the ReAct or plan-and-execute agent over ``messages``; see the module docstring.
 
     ``params`` are the request's sampling settings (temperature, max_tokens, seed, stop...);
     its tools/tool_choice/response_format are ignored: the agents use the server's tools.
     ``tool_names`` restricts the registry's tools (default: all of them); ``tools`` replaces them.
+    With ``narrow_tools`` only the tools the question's keywords point at are offered (all when unclear).
     """
     if mode not in AGENT_MODES:
         raise ValueError(f"run_agent mode must be one of {AGENT_MODES}, not {mode!r}")
@@ -60,6 +63,9 @@ async def run_agent(
         raise BadRequestError("The agent needs a user message with text.", param="messages")
     llm = CountingLLM(provider, params)
     tools = dict(tools) if tools is not None else select_tools(tool_names)
+    query = last_user_text(messages)
+    if narrow_tools:
+        tools = relevant_tools(query, tools)
     if mode == "react":
         agent = ReActAgent(
             llm,
@@ -67,6 +73,7 @@ async def run_agent(
             tools,
             max_iterations=settings.agent_max_iterations,
             style=style or settings.agent_tool_style,
+            require_first_call=bool(tool_categories(query)),
         )
         run = agent.run(messages)
         async with contextlib.aclosing(run):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from backend.agents.router import tool_categories
 from backend.tools.base import Tool, ToolContext, ToolResult
 from backend.tools.registry import all_tools
 
@@ -20,6 +21,30 @@ def select_tools(names: list[str] | None = None) -> dict[str, Tool]:
     if names is None:
         return dict(tools)
     return {n: t for n, t in tools.items() if n in names}
+
+
+#: router category -> the registry tools that serve it
+CATEGORY_TOOLS: dict[str, tuple[str, ...]] = {
+    "math": ("math_calc", "python_code"),
+    "search": ("web_search", "wikipedia"),
+    "weather": ("weather",),
+    "wikipedia": ("wikipedia",),
+    "documents": ("rag_retrieval",),
+    "sql": ("sql_query",),
+    "code": ("python_code",),
+    "data": ("data_analysis", "python_code", "math_calc"),
+}
+
+
+def relevant_tools(query: str, tools: dict[str, Tool]) -> dict[str, Tool]:
+    """The tools a request's keywords point at, in registry order; all of them when none is clear.
+
+    A short tool list keeps the prompt small (the default model has 8k context and little compute)
+    and makes a small model far more likely to pick the right tool.
+    """
+    wanted = {name for cat in tool_categories(query) for name in CATEGORY_TOOLS.get(cat, ())}
+    chosen = {n: t for n, t in tools.items() if n in wanted}
+    return chosen or dict(tools)
 
 
 def specs(tools: dict[str, Tool]) -> list[dict[str, Any]]:

@@ -49,7 +49,7 @@ async def _credentials(request: Request) -> Credentials:
         else:
             data = json.loads(await request.body() or b"{}")
         return Credentials.model_validate(data)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise BadRequestError("Send 'username' and 'password' as JSON or form fields.", code="invalid_credentials_body") from None
 
 

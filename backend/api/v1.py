@@ -61,7 +61,9 @@ async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
     raw = await request.body()
     try:
         payload = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except RecursionError:  # thousands of nested brackets: deeper than the parser goes
+        raise BadRequestError("The request body is nested too deeply.", code="too_deep") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, integers beyond Python's digit limit
         raise BadRequestError(
             "We could not parse the JSON body of your request. Send a JSON object.", code="invalid_json"
         ) from None
@@ -69,6 +71,10 @@ async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
     if not _json_depth(payload, services.settings.max_json_depth):
         raise BadRequestError("The request body is nested too deeply.", code="too_deep")
+    try:  # a lone surrogate escape ("\ud800") is not Unicode: it could be neither stored nor answered
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequestError("The request contains invalid Unicode (a lone surrogate escape).", code="invalid_unicode") from None
     try:
         return ChatCompletionRequest.model_validate(payload)
     except ValidationError as exc:

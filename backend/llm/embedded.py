@@ -411,7 +411,7 @@ class EmbeddedProvider(LLMProvider):
             raise _Cancelled
         # at the limit every sampled token counts; otherwise the text (without the EOS/stop) is re-tokenized
         text_tokens = self.count_tokens("".join(parts)) if parts else 0
-        completion = sampled if finish == "length" else text_tokens
+        completion = min(sampled, max_tokens) if finish == "length" else text_tokens
         yield StreamEvent(finish_reason=finish, usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion))
 
     async def _stream_raw(

@@ -3,6 +3,8 @@
 ``capacity`` generations run at once (1 for in-process llama.cpp; ``OLLAMA_NUM_PARALLEL`` for
 Ollama). Waiters queue per user and are served round-robin across users, so one user's burst
 cannot starve the others. A full queue, or a wait past ``timeout``, is a 503 with Retry-After.
+One user may hold at most ``max_per_user`` of the queue's places (429 beyond that), so a burst
+cannot fill the whole queue and lock the other users out with 503s.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from backend.errors import ServiceUnavailableError
+from backend.errors import RateLimitError, ServiceUnavailableError
 
 
 @dataclass
@@ -31,10 +33,11 @@ class Ticket:
 
 
 class FairScheduler:
-    def __init__(self, capacity: int = 1, max_queue: int = 64, timeout_s: float = 300.0) -> None:
+    def __init__(self, capacity: int = 1, max_queue: int = 64, timeout_s: float = 300.0, max_per_user: int | None = None) -> None:
         self.capacity = max(1, capacity)
         self.max_queue = max_queue
         self.timeout_s = timeout_s
+        self.max_per_user = max_per_user if max_per_user is not None else max(1, max_queue // 4)
         self._active = 0
         self._queues: OrderedDict[str, deque[Ticket]] = OrderedDict()
         self._waiting = 0
@@ -66,6 +69,12 @@ class FairScheduler:
                 "The model is busy and the queue is full; try again shortly.",
                 retry_after=self.retry_after_s(),
                 code="queue_full",
+            )
+        if len(self._queues.get(user_id, ())) >= self.max_per_user:
+            raise RateLimitError(
+                f"You already have {self.max_per_user} requests waiting for the model; wait for one to finish.",
+                code="too_many_queued_requests",
+                headers={"Retry-After": str(self.retry_after_s())},
             )
         self._queues.setdefault(user_id, deque()).append(ticket)
         self._waiting += 1

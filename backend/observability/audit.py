@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("backend.audit")
 
 
 class AuditLog:
@@ -17,14 +20,17 @@ class AuditLog:
 
     def record(self, event: str, **fields: Any) -> None:
         entry = {"ts": round(time.time(), 3), "event": event, **fields}
-        line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line)  # one write with O_APPEND: lines never interleave
-            finally:
-                os.close(fd)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line)  # one write with O_APPEND: lines never interleave
+                finally:
+                    os.close(fd)
+            except OSError as exc:  # a full disk must not turn logins into 500s: keep the event in the log stream
+                log.error("audit log not writable (%s); event: %s", exc.strerror or exc, line.decode("utf-8", "replace").strip())
 
     def read(self, limit: int = 1000) -> list[dict[str, Any]]:
         if not self.path.exists():

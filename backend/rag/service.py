@@ -104,6 +104,15 @@ class RagService:
                     self._store = build_store(self.settings, dim)
         return self._store
 
+    async def aclose(self) -> None:
+        """On shutdown: let running ingestion jobs finish (up to 30 s), then stop the parse workers."""
+        extras = getattr(self.services, "extras", None) or {}
+        jobs = extras.get("rag_jobs")
+        if jobs is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(jobs.drain(), timeout=30)
+        get_pool().close()  # workers restart lazily if another service instance parses later
+
     def warm_up(self) -> None:
         """Load the embedding model now (call from a start-up task to keep the first upload fast)."""
         self.embedder.embed(["warm up"])
@@ -245,7 +254,7 @@ class RagService:
         catalog_path = self._index_dir(user_id) / "documents.json"
         try:
             st = catalog_path.stat()
-            stamp: Any = (st.st_mtime_ns, st.st_size)
+            stamp: Any = (st.st_ino, st.st_mtime_ns, st.st_size)  # atomic writes replace the inode
         except FileNotFoundError:
             stamp = None
         with self._corpus_lock:

@@ -64,7 +64,7 @@ class VectorStore(Protocol):
 
 @dataclass
 class _FaissState:
-    stamp: tuple[int, int]  # (mtime_ns, size) of faiss.json when loaded
+    stamp: tuple[int, int, int]  # (inode, mtime_ns, size) of faiss.json when loaded (a commit replaces the file)
     index: Any
     meta: dict[str, Any]  # {"dim", "generation", "next_id", "rows": {int_id: [chunk_id, file_id]}}
 
@@ -86,18 +86,18 @@ class FaissStore:
         return self._dir(user_id) / "faiss.json"
 
     @staticmethod
-    def _stamp(path: Path) -> tuple[int, int] | None:
+    def _stamp(path: Path) -> tuple[int, int, int] | None:
         try:
             st = path.stat()
         except FileNotFoundError:
             return None
-        return (st.st_mtime_ns, st.st_size)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _empty(self) -> _FaissState:
         import faiss
 
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        return _FaissState((0, 0), index, {"dim": self.dim, "generation": 0, "next_id": 0, "rows": {}})
+        return _FaissState((0, 0, 0), index, {"dim": self.dim, "generation": 0, "next_id": 0, "rows": {}})
 
     def _load(self, user_id: str) -> _FaissState:
         """The current state, reloaded from disk if another writer changed it."""
@@ -132,7 +132,7 @@ class FaissStore:
         atomic_write_json(self._meta_path(user_id), state.meta)  # the commit point
         with contextlib.suppress(FileNotFoundError):
             (directory / f"faiss.{old_generation}.index").unlink()
-        state.stamp = self._stamp(self._meta_path(user_id)) or (0, 0)
+        state.stamp = self._stamp(self._meta_path(user_id)) or (0, 0, 0)
         with self._mutex:
             self._cache[user_id] = state
 

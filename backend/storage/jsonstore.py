@@ -20,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from backend.errors import StorageError
+from backend.errors import BadRequestError, StorageError
 
 TEMP_SUFFIX = ".tmp"
 TEMP_PREFIX = ".~"
@@ -57,7 +57,10 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
-    data = json.dumps(value, ensure_ascii=False, indent=1, sort_keys=False).encode("utf-8")
+    try:
+        data = json.dumps(value, ensure_ascii=False, indent=1, sort_keys=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape: refuse it, store nothing
+        raise BadRequestError("The text contains invalid Unicode (a lone surrogate escape).", code="invalid_unicode") from None
     atomic_write_bytes(path, data)
 
 

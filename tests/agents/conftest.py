@@ -88,9 +88,7 @@ async def lookup(ctx: ToolContext, topic: str) -> ToolResult:
     text = facts.get(topic.lower())
     if text is None:
         raise ToolError(f"no entry for {topic!r}")
-    return ToolResult(
-        True, text, {"sources": [{"title": topic.title(), "url": f"https://example.org/{topic.lower()}"}]}
-    )
+    return ToolResult(True, text, {"sources": [{"title": topic.title(), "url": f"https://example.org/{topic.lower()}"}]})
 
 
 @tool

@@ -26,9 +26,7 @@ def verdict(ok: bool, problem: str = "") -> str:
 
 
 def run(llm, tools, ctx, settings, messages=Q):
-    return asyncio.run(
-        collect(run_agent("plan_execute", messages, ctx, llm, GenerationParams(), settings, tools=tools))
-    )
+    return asyncio.run(collect(run_agent("plan_execute", messages, ctx, llm, GenerationParams(), settings, tools=tools)))
 
 
 def test_graph_has_the_five_stages():
@@ -141,9 +139,7 @@ def test_cancellation_during_tools_is_prompt(fake_tools, tool_ctx, agent_setting
 
     async def main() -> float:
         async def consume() -> None:
-            async for _ in run_agent(
-                "plan_execute", Q, tool_ctx, llm, GenerationParams(), agent_settings, tools=fake_tools
-            ):
+            async for _ in run_agent("plan_execute", Q, tool_ctx, llm, GenerationParams(), agent_settings, tools=fake_tools):
                 pass
 
         task = asyncio.create_task(consume())

@@ -14,7 +14,8 @@ from backend.errors import BadRequestError
 from backend.llm.types import GenerationParams
 from tests.agents.conftest import ScriptedLLM, call, collect
 
-Q = [{"role": "user", "content": "What is 6*7 plus the population of Paris in millions?"}]
+# no keyword names a tool kind here, so every turn is tool_choice="auto" (see test_required_first_call)
+Q = [{"role": "user", "content": "Tell me six times seven, plus how many millions of people Paris has."}]
 
 
 def run(llm, tools, ctx, settings, messages=Q, **kw):
@@ -155,13 +156,13 @@ def test_client_system_prompt_and_history_are_kept(fake_tools, tool_ctx, agent_s
         {"role": "system", "content": "Answer in French."},
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Bonjour"},
-        {"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]},
+        {"role": "user", "content": [{"type": "text", "text": "How are you?"}]},
     ]
     llm = ScriptedLLM(["4"])
     run(llm, fake_tools, tool_ctx, agent_settings, messages=messages)
     sent = llm.calls[0]["messages"]
     assert sent[0]["role"] == "system" and sent[0]["content"].endswith("Answer in French.")
-    assert [m["content"] for m in sent[1:]] == ["Hi", "Bonjour", "What is 2+2?"]
+    assert [m["content"] for m in sent[1:]] == ["Hi", "Bonjour", "How are you?"]
 
 
 def test_no_user_text_is_a_bad_request(fake_tools, tool_ctx, agent_settings):
@@ -235,3 +236,31 @@ def test_garbage_at_the_step_limit_still_answers_from_observations(fake_tools, t
     _steps, text, done, _ = run(llm, fake_tools, tool_ctx, agent_settings)
     assert done.reason == "max_iterations"
     assert "Rome has 2.8 million people." in done.content and text == done.content
+
+
+def test_clear_tool_need_forces_a_tool_call_on_the_first_turn(fake_tools, tool_ctx, agent_settings):
+    messages = [{"role": "user", "content": "Calculate 6*7 please"}]
+    llm = ScriptedLLM([json.dumps({"name": "calc", "arguments": {"expression": "6*7"}}), "6*7 = 42"])
+    steps, _, done, _ = run(llm, fake_tools, tool_ctx, agent_settings, messages=messages)
+    schema = llm.calls[0]["constraint"].schema  # the grammar of "one call to an offered tool"
+    assert {v["properties"]["name"]["const"] for v in schema["anyOf"]} == set(fake_tools)
+    assert llm.calls[1]["constraint"] is None  # later turns are free (auto)
+    assert steps[0].tool == "calc" and steps[0].observation == "42"
+    assert done.content == "6*7 = 42"
+
+
+def test_failed_forced_call_is_an_observation_then_auto(fake_tools, tool_ctx, agent_settings):
+    messages = [{"role": "user", "content": "Calculate 6*7 please"}]
+    llm = ScriptedLLM(['{"name": "calc", "argu', call("calc", expression="6*7"), "42"])
+    steps, _, done, _ = run(llm, fake_tools, tool_ctx, agent_settings, messages=messages)
+    assert steps[0].kind == "format" and "required tool call" in steps[0].observation
+    assert llm.calls[1]["constraint"] is None
+    assert steps[1].observation == "42" and done.content == "42"
+
+
+def test_invented_tool_name_in_a_json_fence_is_an_observation(fake_tools, tool_ctx, agent_settings):
+    fenced = '```json\n{"name": "derivative", "arguments": {"expression": "x**3"}}\n```'
+    llm = ScriptedLLM([fenced, call("calc", expression="3*3"), "9"])
+    steps, _, done, _ = run(llm, fake_tools, tool_ctx, agent_settings)
+    assert steps[0].kind == "format" and "'derivative' is not a tool" in steps[0].observation
+    assert done.content == "9"

@@ -102,14 +102,18 @@ class AppServer:
 
 
 @pytest.fixture
-def app_server(make_settings: Any, tmp_path: Path) -> Iterator[AppServer]:
+def app_server(make_settings: Any) -> Iterator[AppServer]:
+    yield from run_app_server(make_settings)
+
+
+def run_app_server(make_settings: Any, **overrides: Any) -> Iterator[AppServer]:
     import uvicorn
 
     from backend.app import create_app
     from tests.fakes import ScriptedProvider
 
     provider = ScriptedProvider(delay_s=0.02)
-    settings = make_settings(serve_frontend=True, models_dir=MODELS_DIR)
+    settings = make_settings(**{"serve_frontend": True, "models_dir": MODELS_DIR, **overrides})
     app = create_app(settings, provider=provider)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import AppServer, login, screenshot
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, free_port
 
 REACT_SCRIPT = [
     'Thought: I should use the math tool for this.\nAction: math_calc\nAction Input: {"expression": "6*7"}',
@@ -86,7 +86,7 @@ def test_answer_streams_in_renders_markdown_and_is_stored(app_server: AppServer,
     assert body.locator("code").inner_text() == "code"
     assert page.locator(".msg-user .msg-body").inner_text() == "first line\nsecond line"
     assert "completion tokens" in msg.locator(".msg-usage").inner_text()
-    screenshot(page, "chat")
+    screenshot(page, "chat-markdown")
 
     # the server created the conversation (conversation_id "new") and titled it from the question
     page.wait_for_selector("#conv-list .item.active")
@@ -138,7 +138,12 @@ def test_react_mode_shows_agent_steps(app_server: AppServer, new_page: Any) -> N
 
 def test_upload_lists_and_deletes_a_document(app_server: AppServer, new_page: Any, tmp_path: Path) -> None:
     doc = tmp_path / "field-notes.txt"
-    doc.write_text("The lighthouse keeper logs the tide at dawn.\n" * 200)
+    doc.write_text(
+        "Field notes from the north station.\n\n"
+        + "The lighthouse keeper logs the tide at dawn and again at dusk, in pencil, in the blue ledger. " * 8
+        + "\n\nSupply boats arrive on the first Monday of each month when the sea allows. " * 8
+        + "\n\nThe lamp is a second-order Fresnel lens, cleaned every morning before the log is written. " * 8
+    )
     page = new_page()
     login(page, app_server.base_url)
     page.set_input_files("#upload-input", str(doc))
@@ -392,5 +397,35 @@ def test_real_model_answer_streams_into_the_page(live_server: Any, new_page: Any
     msg = last_answer_done(page, timeout=180_000)
     assert msg.locator(".msg-error").is_hidden(), msg.locator(".msg-error").inner_text()
     assert len(msg.locator(".msg-body").inner_text().strip()) > 3
-    screenshot(page, "chat-real-model")
+    screenshot(page, "chat")
     assert not page.errors and not page.dialogs
+
+
+def test_split_deployment_page_on_its_own_origin(make_settings: Any, new_page: Any) -> None:
+    """run_frontend.py serves the page on one port; the API on another origin is reached through CORS + CSP."""
+    import threading
+
+    from run_frontend import make_server
+    from tests.browser.conftest import run_app_server
+
+    static = None
+    front_port = free_port()
+    servers = run_app_server(make_settings, serve_frontend=False, cors_origins=[f"http://127.0.0.1:{front_port}"])
+    api = next(servers)
+    try:
+        static = make_server("127.0.0.1", front_port, api.base_url)
+        threading.Thread(target=static.serve_forever, daemon=True).start()
+        api.provider.outputs = ["Answer from the API origin."]
+        page = new_page()
+        login(page, f"http://127.0.0.1:{front_port}")
+        send(page, "hello across origins")
+        msg = last_answer_done(page)
+        assert msg.locator(".msg-body").inner_text().strip() == "Answer from the API origin."
+        # X-Conversation-Id is exposed by CORS, so the page knows which conversation it is in
+        page.wait_for_selector("#conv-list .item.active")
+        assert not page.errors
+    finally:
+        if static is not None:
+            static.shutdown()
+            static.server_close()
+        next(servers, None)

@@ -147,51 +147,55 @@ def test_tool_results_round_trip_through_the_template(qwen: EmbeddedProvider):
     tokens, _ = qwen.render_prompt(msgs, [WEATHER])
     prompt = qwen._llama.detokenize(tokens).decode()  # noqa: SLF001
     assert "<tool_response>" in prompt and '"city": "Oslo"' in prompt and "get_weather" in prompt
-    result = arun(qwen.complete(msgs, GenerationParams(tools=[WEATHER], max_tokens=40, temperature=0)))
-    assert "-7" in (result.content or "") or "snow" in (result.content or "").lower()
+    assert prompt.index("<tool_call>") < prompt.index("<tool_response>\nOslo: -7 degrees")
+    # (the 0.5B model tends to repeat the call here rather than answer: the agents must guard against that)
+    result = arun(qwen.complete(msgs, GenerationParams(tools=[WEATHER], tool_choice="none", max_tokens=20)))
+    assert result.tool_calls == [] and result.content
 
 
-def test_cancellation_stops_generation_promptly(qwen: EmbeddedProvider):
-    msgs = [{"role": "user", "content": "Write a very long essay about the history of computing."}]
+ESSAY = [{"role": "user", "content": "Write a very long essay about the history of computing."}]
 
-    async def scenario() -> tuple[float, float]:
-        agen = qwen.stream(msgs, GenerationParams(max_tokens=400))
+
+async def _wait_idle(provider: EmbeddedProvider, limit: float = 5.0) -> float:
+    t0 = time.monotonic()
+    while provider._gen_lock.locked() and time.monotonic() - t0 < limit:  # noqa: SLF001
+        await asyncio.sleep(0.005)
+    return time.monotonic() - t0
+
+
+def test_closing_the_stream_stops_generation_within_a_token(qwen: EmbeddedProvider):
+    prompt_len = len(qwen.render_prompt(ESSAY, None)[0])
+
+    async def scenario() -> tuple[float, int]:
+        agen = qwen.stream(ESSAY, GenerationParams(max_tokens=400))
         got = 0
         async for ev in agen:
-            if ev.content:
-                got += 1
+            got += bool(ev.content)
             if got == 3:
                 break
-        await agen.aclose()  # the client went away
-        t0 = time.monotonic()
-        # the model is free again almost at once: a new request starts without waiting for 400 tokens
-        nxt = await qwen.complete([{"role": "user", "content": "Say OK."}], GenerationParams(max_tokens=3))
-        assert nxt.content is not None
-        return time.monotonic() - t0, 0.0
+        await agen.aclose()  # what the server does when the client disconnects
+        idle_after = await _wait_idle(qwen)
+        return idle_after, qwen._llama.n_tokens - prompt_len  # noqa: SLF001
 
-    elapsed, _ = arun(scenario())
-    assert elapsed < 3.0  # 400 tokens would take well over 5 s on this machine
+    idle_after, generated = arun(scenario())
+    assert idle_after < 2.0
+    assert generated < 10  # 3 streamed + at most a token or two in flight, not 400
 
 
 def test_cancelled_task_frees_the_model(qwen: EmbeddedProvider):
-    msgs = [{"role": "user", "content": "Write a very long essay about the history of computing."}]
-
     async def scenario() -> float:
         async def consume() -> None:
-            async for _ in qwen.stream(msgs, GenerationParams(max_tokens=400)):
+            async for _ in qwen.stream(ESSAY, GenerationParams(max_tokens=400)):
                 pass
 
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(1.0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        t0 = time.monotonic()
-        while qwen._gen_lock.locked():  # noqa: SLF001
-            await asyncio.sleep(0.01)
-        return time.monotonic() - t0
+        return await _wait_idle(qwen)
 
-    assert arun(scenario()) < 0.5
+    assert arun(scenario()) < 2.0
 
 
 def test_context_overflow_is_a_clear_400(qwen: EmbeddedProvider):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from backend.rag.service import RagService
 from backend.services import Principal
 from backend.settings import Settings
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "eval"
+SHARED = Path(os.environ.get("SHARED_DIR", Path(__file__).resolve().parents[3] / "shared")) / "eval"
 PDF_DIR = SHARED / "docs" / "pdf"
 DOCX_DIR = SHARED / "docs" / "docx"
 SCIFACT_MINI = SHARED / "scifact_mini"

@@ -144,3 +144,31 @@ def test_scifact_mini_hybrid_ndcg(tmp_path: Path) -> None:
     assert sum(scores) / len(scores) > 0.5
 
 
+
+
+def test_concurrent_ingestion_from_two_service_instances_loses_nothing(tmp_path: Path) -> None:
+    # two RagService objects on one data dir stand in for two worker processes
+    settings = make_rag_settings(tmp_path)
+    first, second = RagService(settings, None), RagService(settings, None)
+
+    async def both() -> list:
+        import asyncio
+
+        return await asyncio.gather(*[
+            svc.ingest("u_alice", f"doc{i}.txt", f"document number {i} about topic {i}".encode(), "text/plain")
+            for i, svc in enumerate([first, second, first, second])
+        ])
+
+    docs = run(both())
+    assert run(first.list_documents("u_alice"))["total"] == 4
+    assert second.store.count("u_alice") == sum(d["chunks"] for d in docs) == FaissCount(settings).count()
+
+
+class FaissCount:
+    def __init__(self, settings) -> None:
+        from backend.rag.store import FaissStore
+
+        self.store = FaissStore(settings.indexes_path, 384)
+
+    def count(self) -> int:
+        return self.store.count("u_alice")

@@ -90,6 +90,24 @@ def test_full_queue_is_503_with_retry_after(threaded_app):
         assert a["response"].status_code == b["response"].status_code == 200
 
 
+def test_one_user_cannot_fill_the_whole_queue(threaded_app):
+    provider = ScriptedProvider(delay_s=0.3)
+    provider.default = SLOW
+    with threaded_app(provider, queue_max_size=8, queue_max_per_user=2, rate_limit_rpm=1000) as app:
+        sched = app.services.scheduler
+        threads = [_in_thread(app.chat, "bob")]
+        assert wait_until(lambda: sched.active == 1)
+        threads += [_in_thread(app.chat, "bob") for _ in range(2)]
+        assert wait_until(lambda: sched.waiting == 2)
+        refused = app.chat("bob")
+        assert_openai_error(refused, 429, "too_many_queued_requests")
+        assert int(refused.headers["retry-after"]) >= 1
+        threads.append(_in_thread(app.chat, "carol"))  # the queue still has room for everyone else
+        for t, _ in threads:
+            t.join(20)
+        assert [out["response"].status_code for _, out in threads] == [200, 200, 200, 200]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_queue_wait_past_its_limit_is_503(threaded_app, stream):
     provider = ScriptedProvider(delay_s=0.4)
@@ -153,7 +171,7 @@ def test_streamed_request_gets_keepalive_comments_while_queued(threaded_app):
         first_data = next(i for i, (_, line) in enumerate(lines) if line.startswith("data: "))
         keepalives = [t for t, line in lines[:first_data] if line == ": keep-alive"]
         assert len(keepalives) >= 3, lines[:first_data]
-        gaps = [b - a for a, b in zip(keepalives, keepalives[1:])]
+        gaps = [b - a for a, b in zip(keepalives, keepalives[1:], strict=False)]
         assert max(gaps) < 0.8  # regular, not one burst
         assert lines[-1][1] == "data: [DONE]"
         assert a["response"].status_code == 200

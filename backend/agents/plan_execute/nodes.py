@@ -16,6 +16,7 @@ from backend.agents.events import AgentStep, merge_sources
 from backend.agents.messages import text_of
 from backend.agents.plan_execute import prompts
 from backend.agents.plan_execute.state import PlanExecuteState, PlanStep, RunContext, ToolOutcome, ToolTask
+from backend.agents.prompts import tool_hints
 from backend.agents.tools import normalize_args, prompt_observation, run_tool, signature, trace_observation
 from backend.errors import APIError
 from backend.tools.base import ToolError
@@ -92,7 +93,7 @@ async def plan(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[st
     iteration = state.get("iteration", 0) + 1
     system = prompts.PLAN_SYSTEM.format(
         max_steps=rc.max_parallel_tools, tool_lines="\n".join(signature(t) for t in rc.tools.values())
-    )
+    ) + tool_hints(list(rc.tools))
     if state.get("feedback"):
         system += "\n\n" + prompts.REPLAN_NOTE.format(
             feedback=state["feedback"], results=_results_text(state.get("tool_results", {}), 1500)
@@ -253,13 +254,9 @@ async def verify(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[
             response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": VERIFY_SCHEMA}},
             max_tokens=160,
         )
-        user = prompts.VERIFY_USER.format(
-            question=state.get("question", ""), results=_results_text(results, 2500), answer=draft[:2000]
-        )
+        user = prompts.VERIFY_USER.format(question=state.get("question", ""), results=_results_text(results, 2500), answer=draft[:2000])
         try:
-            out = await rc.llm.complete(
-                [{"role": "system", "content": prompts.VERIFY_SYSTEM}, {"role": "user", "content": user}], params
-            )
+            out = await rc.llm.complete([{"role": "system", "content": prompts.VERIFY_SYSTEM}, {"role": "user", "content": user}], params)
             verdict = json.loads(out.content or "{}")
             ok = bool(verdict.get("correct"))
             problem = "" if ok else str(verdict.get("problem") or "the checker rejected the answer")[:300]

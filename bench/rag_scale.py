@@ -1,0 +1,153 @@
+"""RAG at scale: ingestion throughput and hybrid query latency at ~5k and ~100k chunks.
+
+The corpus is synthesised from SciFact abstracts: each synthetic document is a run of abstracts
+(~1000-char chunks after splitting), stored as text files of ``--docs-per-file`` abstracts each and
+ingested with ``RagService.ingest_many`` (parse worker, splitter, embedder, FAISS, catalog).
+
+Embedding dominates ingestion on a CPU. ``--precomputed-over N`` (default 20000) makes sizes above
+N reuse real MiniLM vectors of the SciFact chunks with small noise instead of embedding every
+synthetic chunk, so the store, BM25 and fusion are measured at full size in minutes; the JSON
+records which mode each size used. Results: bench/results/rag_scale.json.
+
+    .venv/bin/python bench/rag_scale.py --sizes 5000
+    .venv/bin/python bench/rag_scale.py --sizes 5000,100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.rag.embeddings import build_embedder  # noqa: E402
+from backend.rag.service import IngestItem, RagService  # noqa: E402
+from backend.settings import Settings  # noqa: E402
+
+SCIFACT = ROOT.parent / "shared" / "eval" / "scifact_beir"
+USER = "u_scale"
+
+
+class NoisyReplayEmbedder:
+    """Real vectors of real chunks, replayed with noise for synthetic ones (index-scale runs only)."""
+
+    name = "replayed-minilm"
+
+    def __init__(self, real: Any, bank_texts: list[str]) -> None:
+        self.real = real
+        self.bank = real.embed(bank_texts)
+        self.rng = np.random.default_rng(0)
+
+    @property
+    def dim(self) -> int:
+        return self.real.dim
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if len(texts) <= 4:  # queries: embed for real
+            return self.real.embed(texts)
+        rows = self.bank[self.rng.integers(0, len(self.bank), len(texts))]
+        rows = rows + self.rng.normal(0, 0.02, rows.shape).astype(np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def load_abstracts() -> tuple[list[str], list[str]]:
+    with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt") as fh:
+        docs = [json.loads(line) for line in fh if line.strip()]
+    queries = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").read_text().splitlines() if line]
+    return [f"{d['title']}. {d['text']}" for d in docs], queries
+
+
+def synth_files(abstracts: list[str], target_chunks: int, per_file: int, seed: int) -> list[IngestItem]:
+    rng = random.Random(seed)
+    items, approx_chunks, n = [], 0, 0
+    while approx_chunks < target_chunks:
+        picked = [rng.choice(abstracts) for _ in range(per_file)]
+        text = "\n\n".join(picked)
+        approx_chunks += max(1, round(len(text) / 820))  # ~1000-char chunks with 200 overlap
+        items.append(IngestItem(f"synthetic-{n}.txt", text.encode(), "text/plain"))
+        n += 1
+    return items
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return round(1000 * values[min(len(values) - 1, int(p * len(values)))], 1)
+
+
+async def run_size(size: int, abstracts: list[str], queries: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, data_dir=Path(tmp))
+        rag = RagService(settings, None)
+        mode = "real-embeddings"
+        if size > args.precomputed_over:
+            rag._embedder = NoisyReplayEmbedder(build_embedder(settings), abstracts[:2000])
+            mode = "replayed-embeddings"
+        else:
+            rag.warm_up()
+        items = synth_files(abstracts, size, args.docs_per_file, seed=size)
+        print(f"[{size}] {len(items)} files, {mode} ...", flush=True)
+        t0 = time.perf_counter()
+        chunks = 0
+        for begin in range(0, len(items), args.files_per_batch):
+            results = await rag.ingest_many(USER, items[begin : begin + args.files_per_batch])
+            chunks += sum(r["chunks"] for r in results if isinstance(r, dict))
+            print(f"  {chunks} chunks, {chunks / (time.perf_counter() - t0):.1f} chunks/s", flush=True)
+        ingest_s = time.perf_counter() - t0
+        await rag.search(USER, "warm up the BM25 index", 5)  # first search builds BM25 (reported apart)
+        latency = []
+        for q in queries[1 : 1 + args.queries]:
+            t = time.perf_counter()
+            await rag.search(USER, q, 5)
+            latency.append(time.perf_counter() - t)
+        cold_t = time.perf_counter()
+        rag._corpora.clear()
+        await rag.search(USER, queries[0], 5)
+        cold_ms = round(1000 * (time.perf_counter() - cold_t), 1)
+        return {
+            "target_chunks": size,
+            "chunks": chunks,
+            "files": len(items),
+            "embedding_mode": mode,
+            "ingest_seconds": round(ingest_s, 1),
+            "ingest_chunks_per_s": round(chunks / ingest_s, 1),
+            "query_ms": {"p50": pct(latency, 0.5), "p95": pct(latency, 0.95), "n": len(latency)},
+            "first_query_after_restart_ms": cold_ms,
+        }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="5000", help="comma-separated chunk counts, e.g. 5000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--docs-per-file", type=int, default=10)
+    parser.add_argument("--files-per-batch", type=int, default=100)
+    parser.add_argument("--precomputed-over", type=int, default=20000)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rag_scale.json")
+    args = parser.parse_args()
+    abstracts, queries = load_abstracts()
+    runs = [await run_size(int(s), abstracts, queries, args) for s in args.sizes.split(",")]
+    print(f"\n{'chunks':>8}{'mode':>22}{'ingest ch/s':>13}{'p50 ms':>9}{'p95 ms':>9}")
+    for r in runs:
+        print(f"{r['chunks']:>8}{r['embedding_mode']:>22}{r['ingest_chunks_per_s']:>13}"
+              f"{r['query_ms']['p50']:>9}{r['query_ms']['p95']:>9}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    merged = {str(r["target_chunks"]): r for r in previous.get("runs", [])} | {str(r["target_chunks"]): r for r in runs}
+    args.out.write_text(json.dumps({"runs": sorted(merged.values(), key=lambda r: r["target_chunks"]),
+                                    "median_query_note": "hybrid search, top_k=5, FAISS flat + bm25s"}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
