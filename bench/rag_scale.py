@@ -74,7 +74,7 @@ def synth_files(abstracts: list[str], target_chunks: int, per_file: int, seed: i
     while approx_chunks < target_chunks:
         picked = [rng.choice(abstracts) for _ in range(per_file)]
         text = "\n\n".join(picked)
-        approx_chunks += max(1, round(len(text) / 820))  # ~1000-char chunks with 200 overlap
+        approx_chunks += max(1, round(len(text) / 1000))  # ~1000-char chunks with 200 overlap
         items.append(IngestItem(f"synthetic-{n}.txt", text.encode(), "text/plain"))
         n += 1
     return items
@@ -91,7 +91,7 @@ async def run_size(size: int, abstracts: list[str], queries: list[str], args: ar
         rag = RagService(settings, None)
         mode = "real-embeddings"
         if size > args.precomputed_over:
-            rag._embedder = NoisyReplayEmbedder(build_embedder(settings), abstracts[:2000])
+            rag._embedder = NoisyReplayEmbedder(build_embedder(settings), abstracts[:300])
             mode = "replayed-embeddings"
         else:
             rag.warm_up()

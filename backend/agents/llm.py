@@ -11,7 +11,7 @@ from backend.llm.types import Completion, GenerationParams, Message, StreamEvent
 
 #: sampling for the agent's own steps (tool choice, plans, checks) when the request sets none
 AGENT_TEMPERATURE = 0.2
-STEP_MAX_TOKENS = 512
+STEP_MAX_TOKENS = 384
 
 
 class CountingLLM:

@@ -51,8 +51,9 @@ OBSERVATION_PREFIX_TEXT = "Observation: "
 #: one-line usage hints, added to the prompt when the tool is offered (small models need them)
 TOOL_HINTS: dict[str, str] = {
     "math_calc": (
-        "math_calc takes SymPy syntax: a derivative is diff(f, x), an integral integrate(f, x), "
-        "an equation solve(f, x) or 'lhs = rhs'; use * and **."
+        'math_calc uses SymPy syntax. Examples: derivative of x**2*cos(x) -> {"expression": "diff(x**2*cos(x), x)"}; '
+        'integral of 2*x -> {"expression": "integrate(2*x, x)"}; x**2 - 4 = 0 -> {"expression": "solve(x**2 - 4, x)"}; '
+        '17% of 2300 -> {"expression": "17/100*2300"}'
     ),
     "python_code": "python_code runs a full Python program; print() the result.",
     "data_analysis": "data_analysis takes the numbers or records as JSON text, e.g. [3, 5, 7].",

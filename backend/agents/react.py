@@ -37,7 +37,7 @@ from backend.agents.tools import (
     trace_observation,
 )
 from backend.errors import UpstreamError
-from backend.llm.tool_calling import new_call_id, parse_tool_calls
+from backend.llm.tool_calling import make_call, new_call_id, parse_tool_calls
 from backend.llm.types import GenerationParams, Message, ToolCall
 from backend.tools.base import Tool, ToolContext
 
@@ -238,11 +238,11 @@ class ReActAgent:
                 # the forced call failed (e.g. cut by max_tokens): tell the model, go on without forcing
                 yield self._format_error(convo, ParseError(exc.message.rstrip("."), ""))
                 continue
-            if not calls and self.style == "native" and self.tools and "<tool_call>" in text:
-                # text before the call made the provider stream it as plain text: recover the call here
-                calls = parse_tool_calls(text, specs(self.tools)) or []
+            if not calls and self.style == "native" and self.tools:
+                # calls the provider did not recover: after some text, or several bare JSON objects
+                calls, before = self._recover_calls(text)
                 if calls:
-                    text = text[: text.index("<tool_call>")]
+                    text = before
             if calls:
                 async for step in self._act_native(convo, text, calls):
                     yield step
@@ -274,6 +274,34 @@ class ReActAgent:
         if not self.tools:
             return self.llm.params()
         return self.llm.params(tools=specs(self.tools), tool_choice="required" if required else "auto")
+
+    def _recover_calls(self, text: str) -> tuple[list[ToolCall], str]:
+        """(one call to run, the text before it). Prefers a call not made yet; [] if there is none."""
+        if "<tool_call>" in text:
+            calls = parse_tool_calls(text, specs(self.tools)) or []
+            return calls[:1], text[: text.index("<tool_call>")]
+        found: list[tuple[ToolCall, int]] = []
+        decoder = json.JSONDecoder()
+        pos = text.find("{")
+        while pos != -1 and len(found) < 8:
+            try:
+                obj, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError:
+                pos = text.find("{", pos + 1)
+                continue
+            if isinstance(obj, dict) and obj.get("name") in self.tools and isinstance(obj.get("arguments"), dict):
+                found.append((make_call(obj["name"], obj["arguments"]), pos))
+            pos = text.find("{", end)
+        if not found:
+            return [], text
+        fresh = [(c, p) for c, p in found if self._call_key(c.name, c.arguments) not in self._seen_calls]
+        call, at = (fresh or found)[0]
+        before = text[:at]
+        return [call], before if not before.lstrip().startswith("```") else ""
+
+    @staticmethod
+    def _call_key(name: str, arguments: Any) -> str:
+        return name + ":" + json.dumps(normalize_args(arguments), sort_keys=True, default=str)
 
     @staticmethod
     def _remaining(answer: str, gate: _AnswerGate) -> str:
@@ -312,7 +340,7 @@ class ReActAgent:
 
     async def _execute(self, name: str, arguments: Any) -> tuple[str, bool, float, bool]:
         """(observation, ok, seconds, repeated). A repeated identical call is not run again."""
-        key = name + ":" + json.dumps(normalize_args(arguments), sort_keys=True, default=str)
+        key = self._call_key(name, arguments)
         if key in self._seen_calls:
             obs = prompts.REPEATED_CALL.format(tool=name, observation=prompt_observation(self._seen_calls[key]))
             return obs, False, 0.0, True

@@ -264,3 +264,18 @@ def test_invented_tool_name_in_a_json_fence_is_an_observation(fake_tools, tool_c
     steps, _, done, _ = run(llm, fake_tools, tool_ctx, agent_settings)
     assert steps[0].kind == "format" and "'derivative' is not a tool" in steps[0].observation
     assert done.content == "9"
+
+
+def test_several_bare_json_calls_run_the_first_new_one(fake_tools, tool_ctx, agent_settings):
+    first = '{"name": "calc", "arguments": {"expression": "6*7"}}'
+    llm = ScriptedLLM(
+        [
+            call("calc", expression="6*7"),
+            # a small model rambling: the same call again, then a new one, then a cut-off one
+            first + "\n" + '{"name": "lookup", "arguments": {"topic": "Paris"}}\n{"name": "calc", "argu',
+            "42, and Paris has 2.1 million people.",
+        ]
+    )
+    steps, _, done, _ = run(llm, fake_tools, tool_ctx, agent_settings)
+    assert [(s.tool, s.ok) for s in steps] == [("calc", True), ("lookup", True)]
+    assert done.content == "42, and Paris has 2.1 million people."

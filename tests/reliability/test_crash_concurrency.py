@@ -132,7 +132,7 @@ def test_sigkill_during_writes_keeps_every_file_whole(tmp_path: Path, fake_upstr
         stop.set()
         for t in threads:
             t.join(10)
-        assert _all_json_parses(data_dir) > 2
+        assert _all_json_parses(data_dir) >= 2
         leftovers_seen += len(_temp_files(data_dir))
         # a temp file of an interrupted write is removed at the next start
         (data_dir / "users" / ".~users.json.planted.tmp").write_text("{torn")

@@ -48,7 +48,7 @@ def test_stream_disconnect_cancels_generation_and_frees_the_slot(threaded_app):
         sched = app.services.scheduler
         sock = _raw_request(app, {"model": "scripted-model:chat", "stream": True,
                                   "messages": [{"role": "user", "content": "talk a lot"}]})
-        assert b'"content":"w1"' in _read_until(sock, b'"content":"w1"')  # it is generating
+        assert b'"content":" w1"' in _read_until(sock, b'"content":" w1"')  # it is generating
         closed_at = time.monotonic()
         sock.close()
         assert wait_until(lambda: provider.cancelled == 1, timeout=3)
@@ -131,7 +131,7 @@ def test_disconnect_kills_the_python_code_sandbox(threaded_app):
         pytest.skip(f"sandbox unavailable here: {reason}")
     code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
     call = json.dumps({"name": "python_code", "arguments": {"code": code}})
-    provider = ScriptedProvider([f"<tool_call>{call}</tool_call>", "done"])
+    provider = ScriptedProvider([call, "done"])
     with threaded_app(provider, sandbox_timeout_s=60) as app:
         assert _sandboxes() == []
         sock = _raw_request(app, {"model": "scripted-model:react", "stream": True,

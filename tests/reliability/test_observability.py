@@ -32,7 +32,7 @@ def test_metrics_after_traffic_without_user_identifiers(api):
     assert api.client.post("/v1/chat/completions", json=body, headers=api.auth("bob")).status_code == 200
     assert api.client.post("/v1/chat/completions", json=body | {"stream": True}, headers=api.auth("bob")).status_code == 200
     call = json.dumps({"name": "math_calc", "arguments": {"expression": "6*7"}})
-    api.provider.outputs = [f"<tool_call>{call}</tool_call>", "The answer is 42."]
+    api.provider.outputs = [call, "The answer is 42."]
     react = api.client.post("/v1/chat/completions", headers=api.auth("bob"),
                             json={"model": "scripted-model:react", "messages": [{"role": "user", "content": "what is 6*7?"}]})
     assert react.status_code == 200, react.text
@@ -91,7 +91,7 @@ def test_request_ids_in_headers_and_json_logs(tmp_path: Path, fake_upstream):
 
 def test_audit_log_records_logins_and_tool_calls(threaded_app):
     call = json.dumps({"name": "math_calc", "arguments": {"expression": "2+2"}})
-    provider = ScriptedProvider([f"<tool_call>{call}</tool_call>", "It is 4."])
+    provider = ScriptedProvider([call, "It is 4."])
     with threaded_app(provider) as app:
         httpx.post(app.base_url + "/api/auth/login", json={"username": "bob", "password": "bad-password"})
         httpx.post(app.base_url + "/api/auth/login", json={"username": "ghost", "password": "bad-password"})
