@@ -130,11 +130,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def measure(model_key: str, reps: int, max_tokens: int, n_ctx: int, n_batch: int) -> dict[str, Any]:
+def measure(model_key: str, reps: int, max_tokens: int, n_ctx: int, n_batch: int, threads: int | None = None) -> dict[str, Any]:
     from backend.llm.embedded import physical_cores
 
     gguf = gguf_path(model_key)
-    threads = physical_cores()
+    threads = threads or physical_cores()
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in ("direct_stream", "direct_nonstream", "server_stream", "server_nonstream")}
     loads: list[list[float]] = []
     with running_server(
@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--n-ctx", type=int, default=8192)
     p.add_argument("--n-batch", type=int, default=512)
+    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads for both paths (default: physical cores, like the server)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     if args.quick:
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for key in args.model:
         print(f"model {key}: {args.reps} reps x 4 runs, max_tokens={args.max_tokens}", flush=True)
-        results.append(measure(key, args.reps, args.max_tokens, args.n_ctx, args.n_batch))
+        results.append(measure(key, args.reps, args.max_tokens, args.n_ctx, args.n_batch, args.threads))
     rows = []
     for res in results:
         s = res["summary"]

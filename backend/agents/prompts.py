@@ -41,6 +41,10 @@ REPEATED_CALL = (
     "Do not repeat the call; use the result and give the final answer."
 )
 
+AFTER_RESULT = "\n(Now answer the question with this result, or call another tool if something is still missing.)"
+
+STOP_REPEATING = "You are repeating the same tool call. Using the results above, give the final answer to my question now, in plain text."
+
 FORCE_FINAL = (
     "You have used all your tool calls. Using only the results above, give your best final answer "
     "to my question now, in plain text, without calling tools."

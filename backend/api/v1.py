@@ -81,6 +81,11 @@ async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
         raise validation_error(exc) from None
 
 
+def _retry_count(request: Request) -> int:
+    raw = request.headers.get("x-stainless-retry-count", "0")
+    return int(raw) if raw.isdigit() and len(raw) < 4 else 0
+
+
 async def _watch_disconnect(request: Request, task: asyncio.Task) -> None:
     while not task.done():
         if await request.is_disconnected():
@@ -108,6 +113,7 @@ async def chat_completions(
         idempotency_key=idem,
         request_id=getattr(request.state, "request_id", None),
         base_url=str(request.base_url),
+        retry_count=_retry_count(request),
     )
     await run.prepare()
     headers = dict(getattr(run, "rate_headers", {}))

@@ -9,7 +9,9 @@ answer comes from plain chat, RAG-grounded chat or an agent; the renderers in
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import logging
 import secrets
 import time
@@ -73,6 +75,7 @@ class ChatRun:
         idempotency_key: str | None,
         request_id: str | None,
         base_url: str,
+        retry_count: int = 0,
     ) -> None:
         self.services = services
         self.settings = services.settings
@@ -80,6 +83,10 @@ class ChatRun:
         self.req = req
         self.conversation_id = conversation_id
         self.idempotency_key = idempotency_key
+        # the OpenAI SDK retries 408/409/429/5xx and lost connections, sending x-stainless-retry-count
+        # but no Idempotency-Key: a retry is matched to the turn it repeats by the turn's content
+        self.retry_count = retry_count
+        self.turn_fingerprint: str | None = None
         self.request_id = request_id
         self.base_url = base_url.rstrip("/")
         self.id = "chatcmpl-" + secrets.token_hex(12)
@@ -124,9 +131,11 @@ class ChatRun:
             else:
                 require_id(self.conversation_id, "conv", what="conversation")
                 self.services.conversations.get(self.principal.user_id, self.conversation_id)
-                self.replayed = self.services.conversations.replay(
-                    self.principal.user_id, self.conversation_id, self.idempotency_key
-                )
+            turn = json.dumps(new_turn(self.messages), sort_keys=True, ensure_ascii=False)
+            self.turn_fingerprint = "auto-" + hashlib.sha256(turn.encode()).hexdigest()[:32]
+            self.replayed = self.services.conversations.replay(
+                self.principal.user_id, self.conversation_id, self._dedupe_key
+            )
         if req.file_ids:
             for fid in req.file_ids:
                 require_id(fid, "file", what="document")
@@ -137,6 +146,13 @@ class ChatRun:
         elif self.mode != "chat":
             self.result.agent = AgentMeta(self.mode, "requested by the caller", "override")
         self._rate_limit()
+
+    @property
+    def _dedupe_key(self) -> str | None:
+        """The key that marks this request as a repeat: explicit, or the fingerprint on a retry."""
+        if self.idempotency_key:
+            return self.idempotency_key
+        return self.turn_fingerprint if self.retry_count > 0 else None
 
     def _check_context(self, max_tokens: int) -> None:
         provider = self.services.provider
@@ -297,8 +313,9 @@ class ChatRun:
                 self.conversation_id,
                 new_turn(self.messages),
                 self.reply_message(),
-                idempotency_key=self.idempotency_key,
+                idempotency_key=self.idempotency_key or self.turn_fingerprint,
                 response=response_body,
+                dedupe=self._dedupe_key is not None,
             )
 
 

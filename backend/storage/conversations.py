@@ -132,10 +132,12 @@ class ConversationStore:
         *,
         idempotency_key: str | None = None,
         response: dict[str, Any] | None = None,
+        dedupe: bool = True,
     ) -> bool:
         """Append the new request messages and the reply in one atomic write.
 
-        Returns False (and changes nothing) if ``idempotency_key`` was already applied.
+        With ``dedupe``, returns False (and changes nothing) if ``idempotency_key`` was already
+        applied; without it the key is only recorded (a deliberate repeat of the same turn).
         """
         self.get(user_id, conv_id)
         now = int(time.time())
@@ -143,7 +145,7 @@ class ConversationStore:
             pass  # make sure the directory and lock exist before update() takes it
         with self._file(user_id, conv_id).update() as conv:
             keys = conv.setdefault("idempotency", {})
-            if idempotency_key and idempotency_key in keys:
+            if dedupe and idempotency_key and idempotency_key in keys:
                 return False
             for msg in new_messages:
                 conv["messages"].append({**msg, "created_at": now})
@@ -154,6 +156,7 @@ class ConversationStore:
                     conv["title"] = title_from(first_user["content"])
             conv["updated_at"] = now
             if idempotency_key:
+                keys.pop(idempotency_key, None)  # re-insert: the newest keys are kept
                 keys[idempotency_key] = response or {}
                 while len(keys) > MAX_IDEMPOTENCY_KEYS:
                     keys.pop(next(iter(keys)))

@@ -221,10 +221,17 @@ def test_sdk_retry_after_a_lost_response_appends_once(api):
     assert _count(api, "bob", conv) == 2
     assert len(api.provider.calls) == 1  # the retry was answered from the record, not regenerated
 
-    # the same lost response without a key: the retry is a new request and the turn is stored twice
+    # the same lost response without a key: the SDK's retry (x-stainless-retry-count: 1) is matched to
+    # the turn it repeats by content, so the turn is still stored once and the answer replayed
     conv2 = api.client.post("/api/conversations", json={}, headers=api.auth("bob")).json()["id"]
     client2, _ = _sdk_with_lost_response(api, "bob")
-    client2.chat.completions.create(model="scripted-model:chat", messages=[{"role": "user", "content": "x"}],
+    raw2 = client2.chat.completions.with_raw_response.create(
+        model="scripted-model:chat", messages=[{"role": "user", "content": "x"}], extra_body={"conversation_id": conv2})
+    assert raw2.headers.get("idempotent-replayed") == "true"
+    assert _count(api, "bob", conv2) == 2
+    # a deliberate repeat of the same question (not a retry) is a new turn
+    client3 = openai.OpenAI(base_url="http://testserver/v1", api_key=api.tokens["bob"], http_client=api.client, max_retries=0)
+    client3.chat.completions.create(model="scripted-model:chat", messages=[{"role": "user", "content": "x"}],
                                     extra_body={"conversation_id": conv2})
     assert _count(api, "bob", conv2) == 4
 
