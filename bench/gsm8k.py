@@ -160,6 +160,24 @@ def run_mode(server: Any, base: str, model_key: str, mode: str, problems: list[d
 
 
 def summarise(limit: int | None = None) -> list[dict[str, Any]]:
+    rows = _summary_rows(limit)
+    # modes usually have different N (agents are slower): also score every mode of a model on the
+    # problems that all its modes answered, so the comparison is like for like
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_model.setdefault(r["model"], []).append(r)
+    for model, mrows in by_model.items():
+        recs = {r["mode"]: {x["idx"]: x for x in read_jsonl(results_path(model, r["mode"]))} for r in mrows}
+        common = set.intersection(*(set(v) for v in recs.values())) if recs else set()
+        if limit is not None:
+            common = {i for i in common if i < limit}
+        for r in mrows:
+            r["n_common"] = len(common)
+            r["accuracy_common"] = round(100 * sum(recs[r["mode"]][i]["correct"] for i in common) / len(common), 1) if common else None
+    return rows
+
+
+def _summary_rows(limit: int | None = None) -> list[dict[str, Any]]:
     rows = []
     for path in sorted(PER_PROBLEM.glob("*.jsonl")):
         model, mode = path.stem.split("__")
@@ -221,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise()
     print()
     print(table(
-        ["model", "mode", "N", "accuracy %", "mean LLM calls", "mean prompt tok", "mean completion tok", "s/problem", "tool use", "errors", "published (Instruct)"],
-        [[r["model"], r["mode"], r["n"], r["accuracy"], r["mean_llm_calls"], r["mean_prompt_tokens"], r["mean_completion_tokens"],
+        ["model", "mode", "N", "accuracy %", "common N", "acc. on common %", "mean LLM calls", "mean prompt tok", "mean completion tok", "s/problem", "tool use", "errors", "published (Instruct)"],
+        [[r["model"], r["mode"], r["n"], r["accuracy"], r["n_common"], r["accuracy_common"], r["mean_llm_calls"], r["mean_prompt_tokens"], r["mean_completion_tokens"],
           r["mean_seconds"], r["tool_use_rate"], r["errors"], (r["reference"] or {}).get("gsm8k")] for r in rows], 1,
     ))
     payload = {"benchmark": "gsm8k", "quick": args.quick, "prompt": "{question}\n" + INSTRUCTION, "shots": 0,

@@ -64,9 +64,9 @@ def concurrency(d: dict[str, Any]) -> str:
 
 
 def gsm8k(d: dict[str, Any]) -> str:
-    rows = [[r["model"], r["mode"], r["n"], r["accuracy"], r["mean_llm_calls"], r["mean_prompt_tokens"], r["mean_completion_tokens"],
+    rows = [[r["model"], r["mode"], r["n"], r["accuracy"], r.get("n_common"), r.get("accuracy_common"), r["mean_llm_calls"], r["mean_prompt_tokens"], r["mean_completion_tokens"],
              r["mean_seconds"], r["tool_use_rate"], (r.get("reference") or {}).get("gsm8k", "-")] for r in d["summary"]]
-    return table(["model", "mode", "N", "accuracy %", "LLM calls", "prompt tok", "completion tok", "s/problem", "tool use", "published*"], rows, 1)
+    return table(["model", "mode", "N", "accuracy %", "common N", "acc. on common %", "LLM calls", "prompt tok", "completion tok", "s/problem", "tool use", "published*"], rows, 1)
 
 
 def hotpotqa(d: dict[str, Any]) -> str:

@@ -48,8 +48,9 @@ class AgentDone:
 
 
 #: answered: the model gave a final answer; max_iterations: the step limit forced one;
+#: repeated_call: the model repeated a tool call, so the answer was asked for without tools;
 #: verified / unverified: plan-and-execute's verdict after its last (re)plan
-STOP_REASONS = ("answered", "max_iterations", "verified", "unverified")
+STOP_REASONS = ("answered", "max_iterations", "repeated_call", "verified", "unverified")
 
 AgentEvent = AgentStep | AnswerDelta | AgentDone
 

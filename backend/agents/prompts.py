@@ -43,13 +43,6 @@ REPEATED_CALL = (
 
 AFTER_RESULT = "\n(Now answer the question with this result, or call another tool if something is still missing.)"
 
-STOP_REPEATING = "You are repeating the same tool call. Using the results above, give the final answer to my question now, in plain text."
-
-FORCE_FINAL = (
-    "You have used all your tool calls. Using only the results above, give your best final answer "
-    "to my question now, in plain text, without calling tools."
-)
-
 OBSERVATION_PREFIX_TEXT = "Observation: "
 
 #: one-line usage hints, added to the prompt when the tool is offered (small models need them)
@@ -69,3 +62,11 @@ TOOL_HINTS: dict[str, str] = {
 def tool_hints(names: list[str]) -> str:
     lines = [TOOL_HINTS[n] for n in names if n in TOOL_HINTS]
     return ("\nTool tips:\n- " + "\n- ".join(lines)) if lines else ""
+
+
+FINAL_FROM_RESULTS = """Answer the user's question using the tool results below. Use the results exactly \
+(numbers, formulas, names); if a result is an error, say what could not be found. Answer in plain text, \
+briefly, without calling tools.
+
+Tool results:
+{results}"""

@@ -193,6 +193,9 @@ class ReActAgent:
         self.final: str = ""
         self.stop_reason: str = "answered"
         self._seen_calls: dict[str, str] = {}
+        self._repeated = False  # the model repeated a call: it is stuck, ask for the answer
+        self._question = ""
+        self._client_system = ""
         # the router saw a clear tool need: the first turn must call a tool (grammar-enforced
         # for text-only models, so a small model cannot invent a tool name or skip the tool)
         self.require_first_call = require_first_call and self.style == "native" and bool(tools)
@@ -203,6 +206,8 @@ class ReActAgent:
     # ------------------------------------------------------------------ prompts
     def _initial_messages(self, messages: list[Message]) -> list[Message]:
         client_system, turns = split_conversation(messages)
+        self._client_system = client_system
+        self._question = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
         if self.style == "text":
             system = prompts.REACT_TEXT_SYSTEM.format(
                 tool_lines="\n".join(signature(t) for t in self.tools.values()),
@@ -246,6 +251,8 @@ class ReActAgent:
             if calls:
                 async for step in self._act_native(convo, text, calls):
                     yield step
+                if self._repeated:
+                    break
                 continue
             parsed = parse_react_text(text, list(self.tools))
             if isinstance(parsed, ParsedFinal) and self.style == "native":
@@ -263,6 +270,8 @@ class ReActAgent:
             if isinstance(parsed, ParsedAction):
                 async for step in self._act_text(convo, text, parsed):
                     yield step
+                if self._repeated:
+                    break
                 continue
             yield self._format_error(convo, parsed)
         async for delta in self._force_final(convo):
@@ -273,7 +282,11 @@ class ReActAgent:
             return self.llm.params(stop=["\nObservation:", "Observation:"])
         if not self.tools:
             return self.llm.params()
-        return self.llm.params(tools=specs(self.tools), tool_choice="required" if required else "auto")
+        stop = None
+        if not self.llm.provider.native_tool_calls:
+            # a small model often writes call after call: stop after the first one
+            stop = ['\n{"name"', "</tool_call>\n<tool_call>", "</tool_call><tool_call>"]
+        return self.llm.params(tools=specs(self.tools), tool_choice="required" if required else "auto", stop=stop)
 
     def _recover_calls(self, text: str) -> tuple[list[ToolCall], str]:
         """(one call to run, the text before it). Prefers a call not made yet; [] if there is none."""
@@ -354,12 +367,15 @@ class ReActAgent:
         thought = _THOUGHT_RE.sub("", thought).strip()
         convo.append({"role": "assistant", "content": thought or None, "tool_calls": [c.to_openai() for c in calls]})
         results = await asyncio.gather(*(self._execute(c.name, c.arguments) for c in calls))
-        for call, (obs, ok, secs, _) in zip(calls, results, strict=True):
-            convo.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": prompt_observation(obs)})
+        for call, (obs, ok, secs, repeated) in zip(calls, results, strict=True):
+            self._repeated = self._repeated or repeated
+            content = prompt_observation(obs) + (prompts.AFTER_RESULT if ok else "")
+            convo.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
             yield self._step(thought or f"I should use {call.name}.", call.name, call.arguments, obs, ok, secs)
 
     async def _act_text(self, convo: list[Message], text: str, action: ParsedAction) -> AsyncIterator[AgentStep]:
-        obs, ok, secs, _ = await self._execute(action.tool, action.arguments)
+        obs, ok, secs, repeated = await self._execute(action.tool, action.arguments)
+        self._repeated = self._repeated or repeated
         if self.style == "text":
             convo.append({"role": "assistant", "content": _trim_after_input(text)})
             convo.append({"role": "user", "content": prompts.OBSERVATION_PREFIX_TEXT + prompt_observation(obs)})
@@ -381,11 +397,26 @@ class ReActAgent:
         return self._step(err.text.strip()[:500], None, None, help_text, False, 0.0, kind="format")
 
     async def _force_final(self, convo: list[Message]) -> AsyncIterator[AnswerDelta]:
-        self.stop_reason = "max_iterations"
-        convo.append({"role": "user", "content": prompts.FORCE_FINAL})
+        """The answer without tools, from a fresh compact prompt of the question and the results.
+
+        A small model that is shown its own tool-call history keeps calling tools; a clean prompt
+        ("answer from these results") gets an answer.
+        """
+        self.stop_reason = "repeated_call" if self._repeated else "max_iterations"
+        results = [s for s in self.steps if s.tool and s.kind == "tool"]
+        lines = [
+            f"- {s.tool}({json.dumps(s.input, ensure_ascii=False)}) -> {prompt_observation(s.observation)}"
+            for s in results
+            if not s.observation.startswith("You already called")
+        ]
+        system = prompts.FINAL_FROM_RESULTS.format(results="\n".join(lines) or "(none)")
+        if self._client_system:
+            system += "\n\n" + self._client_system
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": self._question}]
+        params = self.llm.params(final=True, stop=["<tool_call>", '{"name"'])
         gate = _AnswerGate()
         text = ""
-        async with contextlib.aclosing(self.llm.stream(convo, self.llm.params(final=True))) as events:
+        async with contextlib.aclosing(self.llm.stream(messages, params)) as events:
             async for ev in events:
                 if ev.content:
                     text += ev.content
@@ -395,7 +426,7 @@ class ReActAgent:
         parsed = parse_react_text(_TOOL_CALL_RE.sub("", text), list(self.tools))
         answer = parsed.answer if isinstance(parsed, ParsedFinal) else ""
         if not answer:  # nothing usable: report what was observed rather than nothing
-            observed = [s for s in self.steps if s.tool and s.ok]
+            observed = [s for s in results if s.ok]
             answer = "I could not finish within the step limit." + (
                 f" The last result was: {observed[-1].observation[:500]}" if observed else ""
             )

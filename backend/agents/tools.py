@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from backend.agents.router import tool_categories
@@ -36,13 +37,19 @@ CATEGORY_TOOLS: dict[str, tuple[str, ...]] = {
 }
 
 
+_WEB = re.compile(r"\b(web|internet|online|google|news)\b", re.IGNORECASE)
+
+
 def relevant_tools(query: str, tools: dict[str, Tool]) -> dict[str, Tool]:
     """The tools a request's keywords point at, in registry order; all of them when none is clear.
 
     A short tool list keeps the prompt small (the default model has 8k context and little compute)
     and makes a small model far more likely to pick the right tool.
     """
-    wanted = {name for cat in tool_categories(query) for name in CATEGORY_TOOLS.get(cat, ())}
+    cats = tool_categories(query)
+    wanted = {name for cat in cats for name in CATEGORY_TOOLS.get(cat, ())}
+    if "wikipedia" in cats and not _WEB.search(query):
+        wanted.discard("web_search")  # "look up X on Wikipedia" names its source
     chosen = {n: t for n, t in tools.items() if n in wanted}
     return chosen or dict(tools)
 

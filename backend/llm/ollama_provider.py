@@ -15,6 +15,7 @@ malformed or failing upstream → 502.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -122,6 +123,7 @@ class OllamaProvider(LLMProvider):
         self.settings = settings
         self.parallel = max(1, settings.ollama_num_parallel)
         self._client: AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
         self._context_window: int | None = None
         self.host_label = _host_label(settings.ollama_host)
 
@@ -135,7 +137,11 @@ class OllamaProvider(LLMProvider):
         return min(n, self._context_window) if self._context_window else n
 
     def client(self) -> AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._client_loop is not loop:
+            self._client = None  # its connections belong to a loop that is gone
         if self._client is None:
+            self._client_loop = loop
             import httpx
             from ollama import AsyncClient
 
@@ -150,7 +156,7 @@ class OllamaProvider(LLMProvider):
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._client_loop is asyncio.get_running_loop():
             await client._client.aclose()
 
     # ------------------------------------------------------------ errors

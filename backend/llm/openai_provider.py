@@ -7,6 +7,7 @@ client of this server decides; upstream failures map onto 502/503/504 with clear
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -84,13 +85,18 @@ class OpenAIProvider(LLMProvider):
         self.parallel = max(1, settings.openai_parallel)
         self.base_label = _base_label(settings.openai_base_url)
         self._client: AsyncOpenAI | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def model_id(self) -> str:
         return self.settings.openai_model
 
     def client(self) -> AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._client_loop is not loop:
+            self._client = None  # its connections belong to a loop that is gone
         if self._client is None:
+            self._client_loop = loop
             from openai import AsyncOpenAI
 
             key = self.settings.openai_api_key.get_secret_value() if self.settings.openai_api_key else "not-needed"
@@ -104,7 +110,7 @@ class OpenAIProvider(LLMProvider):
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._client_loop is asyncio.get_running_loop():
             await client.close()
 
     # ------------------------------------------------------------ errors

@@ -119,3 +119,23 @@ def test_model_ids_and_decide_override():
     forced = asyncio.run(decide("Hello", "plan_execute"))
     assert forced.mode == "plan_execute" and forced.source == "override"
     assert asyncio.run(decide("Hello", "auto")).mode == "chat"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("What is the derivative of x**3 * sin(x)?", {"math_calc", "python_code"}),
+        ("Look up Celtuce on Wikipedia", {"wikipedia"}),
+        ("Search the web and Wikipedia for Celtuce", {"web_search", "wikipedia"}),
+        ("What's the weather in Paris and 15 * 23?", {"weather", "math_calc", "python_code"}),
+        ("What do my uploaded documents say about refunds?", {"rag_retrieval"}),
+        ("Tell me something interesting", None),  # no signal: every tool
+    ],
+)
+def test_relevant_tools(query, expected):
+    from backend.agents.tools import relevant_tools
+    from backend.tools.registry import all_tools
+
+    tools = all_tools()
+    chosen = set(relevant_tools(query, tools))
+    assert chosen == (expected if expected is not None else set(tools))
