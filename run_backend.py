@@ -44,6 +44,7 @@ def _serve(argv: list[str]) -> int:
         port=settings.port,
         workers=max(1, args.workers),
         log_config=None,
+        access_log=False,  # backend.access writes one structured line per request
         timeout_graceful_shutdown=5,
     )
     return 0

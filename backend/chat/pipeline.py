@@ -222,9 +222,17 @@ class ChatRun:
             messages = [{"role": "system", "content": self.rag_context.system_prompt}, *messages]
             self.result.sources = list(self.rag_context.sources)
         provider = self._scheduled()
-        async for ev in provider.stream(messages, self.params):
-            self._absorb(ev)
-            yield ev
+        if not self.req.stream and provider.supports_complete:  # one upstream round trip, no SSE parsing
+            done = await provider.complete(messages, self.params)
+            events = [StreamEvent(content=done.content, tool_calls=done.tool_calls or None),
+                      StreamEvent(finish_reason=done.finish_reason, usage=done.usage)]
+            for ev in events:
+                self._absorb(ev)
+                yield ev
+        else:
+            async for ev in provider.stream(messages, self.params):
+                self._absorb(ev)
+                yield ev
         if self.result.sources:
             yield SourcesEvent(self.result.sources)
 

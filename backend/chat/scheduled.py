@@ -7,6 +7,7 @@ run never holds the model while its tools execute.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ class ScheduledProvider(LLMProvider):
         self._result = result
         self.name = self._inner.name
         self.native_tool_calls = self._inner.native_tool_calls
+        self.supports_complete = self._inner.supports_complete
         self.parallel = self._inner.parallel
 
     @property
@@ -64,9 +66,10 @@ class ScheduledProvider(LLMProvider):
     ) -> AsyncIterator[StreamEvent]:
         return self._inner._stream_raw(messages, params, constraint)
 
-    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[float]:
+        """Hold a fair model slot (after the start-up load); yields the generation start time."""
         services = self._services
-        settings = services.settings
         metrics = services.metrics
         scheduler = services.scheduler
         ticket = scheduler.enqueue(self._user_id)
@@ -81,20 +84,24 @@ class ScheduledProvider(LLMProvider):
             await ensure_ready(services)
             if self._result is not None:
                 self._result.llm_calls += 1
-            start = time.perf_counter()
+            yield time.perf_counter()
+        finally:
+            scheduler.release(ticket)
+            metrics.queue_active.set(scheduler.active)
+
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        settings = self._services.settings
+        async with self._slot() as start:
             first = True
             agen = self._inner.stream(messages, params).__aiter__()
             try:
                 async for ev in self._guarded(agen, settings.first_byte_timeout_s, settings.stream_idle_timeout_s):
                     if first:
-                        metrics.ttft.labels(self.model_id).observe(time.perf_counter() - start)
+                        self._services.metrics.ttft.labels(self.model_id).observe(time.perf_counter() - start)
                         first = False
                     yield ev
             finally:
                 await agen.aclose()
-        finally:
-            scheduler.release(ticket)
-            metrics.queue_active.set(scheduler.active)
 
     @staticmethod
     async def _guarded(agen: Any, first_timeout: float, idle_timeout: float) -> AsyncIterator[StreamEvent]:
@@ -112,4 +119,11 @@ class ScheduledProvider(LLMProvider):
             yield ev
 
     async def complete(self, messages: list[Message], params: GenerationParams) -> Completion:
-        return await LLMProvider.complete(self, messages, params)
+        if not self._inner.supports_complete:
+            return await LLMProvider.complete(self, messages, params)  # aggregates self.stream
+        async with self._slot():
+            timeout = self._services.settings.first_byte_timeout_s
+            try:
+                return await asyncio.wait_for(self._inner.complete(messages, params), timeout=timeout)
+            except TimeoutError:
+                raise UpstreamTimeoutError(f"The model backend did not answer within {timeout:.0f}s.") from None

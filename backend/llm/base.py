@@ -63,6 +63,8 @@ class LLMProvider(ABC):
     native_tool_calls: bool = False
     #: how many generations may run at once (the fair scheduler uses it)
     parallel: int = 1
+    #: ``_complete_raw`` is implemented: non-stream requests skip streaming overhead upstream
+    supports_complete: bool = False
 
     @property
     @abstractmethod
@@ -96,6 +98,12 @@ class LLMProvider(ABC):
     ) -> AsyncIterator[StreamEvent]:
         """Generate. ``params.tools`` are for rendering only unless ``native_tool_calls``."""
 
+    async def _complete_raw(
+        self, messages: list[Message], params: GenerationParams, constraint: JsonConstraint | None
+    ) -> Completion:
+        """One non-streamed generation (only where ``supports_complete``)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ shared
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
         choice = resolve_tool_choice(params.tools, params.tool_choice)
@@ -117,6 +125,17 @@ class LLMProvider(ABC):
             yield ev
 
     async def complete(self, messages: list[Message], params: GenerationParams) -> Completion:
+        if self.supports_complete:
+            choice = resolve_tool_choice(params.tools, params.tool_choice)
+            if choice.kind == "none":
+                params = replace(params, tools=None, tool_choice=None)
+            if self.native_tool_calls or choice.kind == "none":
+                result = await self._complete_raw(messages, params, json_constraint_from(params.response_format))
+                if choice.kind in ("required", "named") and not result.tool_calls:
+                    raise UpstreamError("The upstream model did not return the required tool call.")
+                if choice.kind == "named" and any(c.name != choice.name for c in result.tool_calls):
+                    raise UpstreamError(f"The upstream model did not call '{choice.name}'.")
+                return result
         parts: list[str] = []
         calls: list[ToolCall] = []
         finish = "stop"

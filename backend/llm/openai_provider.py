@@ -24,7 +24,7 @@ from backend.errors import (
 )
 from backend.llm.base import JsonConstraint, LLMProvider
 from backend.llm.tool_calling import new_call_id
-from backend.llm.types import GenerationParams, Message, StreamEvent, ToolCall, Usage
+from backend.llm.types import Completion, GenerationParams, Message, StreamEvent, ToolCall, Usage
 from backend.settings import Settings
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class _CallAssembler:
 class OpenAIProvider(LLMProvider):
     name = "openai"
     native_tool_calls = True
+    supports_complete = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -186,6 +187,35 @@ class OpenAIProvider(LLMProvider):
             if params.tool_choice is not None:
                 req["tool_choice"] = params.tool_choice
         return req
+
+    async def _complete_raw(
+        self, messages: list[Message], params: GenerationParams, constraint: JsonConstraint | None
+    ) -> Completion:
+        req = self._request(messages, params)
+        req.pop("stream")
+        req.pop("stream_options")
+        try:
+            resp = await self.client().chat.completions.create(**req)
+        except Exception as exc:
+            raise self._map_error(exc) from exc
+        if not resp.choices:
+            raise UpstreamError(f"The upstream model service ({self.base_label}) returned no choices.")
+        choice = resp.choices[0]
+        msg = choice.message
+        calls = [
+            ToolCall(id=tc.id or new_call_id(), name=tc.function.name, arguments=tc.function.arguments or "{}")
+            for tc in (msg.tool_calls or [])
+            if getattr(tc, "function", None) is not None
+        ]
+        if resp.usage is not None:
+            usage = Usage(resp.usage.prompt_tokens or 0, resp.usage.completion_tokens or 0)
+        else:
+            prompt = sum(self.count_tokens(str(m.get("content") or "")) for m in messages)
+            usage = Usage(prompt, self.count_tokens(msg.content or "") if msg.content else 0)
+        finish = choice.finish_reason or "stop"
+        if finish == "function_call":
+            finish = "tool_calls"
+        return Completion(content=msg.content, tool_calls=calls, finish_reason=finish, usage=usage)
 
     async def _stream_raw(
         self,

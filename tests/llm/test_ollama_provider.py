@@ -111,9 +111,15 @@ def test_auto_tools_come_back_as_native_tool_calls(settings_factory, ollama_fixt
 @pytest.mark.model
 def test_health_and_embeddings(settings_factory, ollama_fixture):
     provider = make(settings_factory, ollama_fixture.host, embedding_model="qwen2.5-coder:0.5b")
-    info = arun(provider.health())
+
+    async def both() -> tuple[dict[str, Any], list[list[float]]]:
+        info = await provider.health()
+        vectors = await provider.embed(["a cat sat on the mat", "a kitten sat on the rug", "stock market crash"])
+        await provider.aclose()
+        return info, vectors
+
+    info, vectors = arun(both())
     assert info["ok"] is True and info["provider"] == "ollama" and "tools" in info["capabilities"]
-    vectors = arun(provider.embed(["a cat sat on the mat", "a kitten sat on the rug", "stock market crash"]))
     assert len(vectors) == 3 and len(vectors[0]) > 100
 
     def cos(a: list[float], b: list[float]) -> float:
