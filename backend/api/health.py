@@ -40,8 +40,11 @@ async def health_detailed(services: Services = Depends(get_services)) -> JSONRes
     queue = {"active": services.scheduler.active, "waiting": services.scheduler.waiting,
              "capacity": services.scheduler.capacity, "max_queue": services.scheduler.max_queue}
     ok = bool(model.get("ok")) and storage["ok"]
+    from backend.tools.registry import available_tools, unavailable_tools
+
+    tools = {"available": list(available_tools(services.settings)), "unavailable": unavailable_tools(services.settings)}
     body = {"status": "ok" if ok else "degraded", "model": model, "storage": storage, "queue": queue,
-            "provider": services.settings.llm_provider}
+            "provider": services.settings.llm_provider, "tools": tools}
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

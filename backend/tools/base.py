@@ -65,6 +65,11 @@ class Tool:
     func: Callable[..., Awaitable[Any]]
     _model: Any = field(repr=False, default=None)
     timeout_s: float = 60.0
+    #: ``requires(settings)`` → None when the tool can run here, else why not (e.g. a missing API key)
+    requires: Callable[[Settings], str | None] | None = field(repr=False, default=None)
+
+    def unavailable_reason(self, settings: Settings) -> str | None:
+        return self.requires(settings) if self.requires is not None else None
 
     def openai_spec(self) -> dict[str, Any]:
         return {
@@ -147,7 +152,13 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(s.strip() for s in summary if s.strip()), args
 
 
-def tool(func: Callable[..., Awaitable[Any]] | None = None, *, name: str | None = None, timeout_s: float = 60.0) -> Any:
+def tool(
+    func: Callable[..., Awaitable[Any]] | None = None,
+    *,
+    name: str | None = None,
+    timeout_s: float = 60.0,
+    requires: Callable[[Settings], str | None] | None = None,
+) -> Any:
     """Turn ``async def f(ctx: ToolContext, ...)`` into a ``Tool``."""
 
     def wrap(fn: Callable[..., Awaitable[Any]]) -> Tool:
@@ -177,6 +188,7 @@ def tool(func: Callable[..., Awaitable[Any]] | None = None, *, name: str | None 
             func=fn,
             _model=model,
             timeout_s=timeout_s,
+            requires=requires,
         )
 
     return wrap(func) if func is not None else wrap

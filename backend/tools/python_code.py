@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from backend.settings import Settings
 from backend.tools.base import ToolContext, ToolError, ToolResult, tool
 from backend.tools.sandbox import SandboxLimits, run_sandboxed, sandbox_available, sandbox_python
 
@@ -31,7 +32,12 @@ def _format(stdout: str, stderr: str, exit_code: int | None, notes: list[str]) -
     return "\n".join(parts) if parts else "(no output — use print() to show results)"
 
 
-@tool(timeout_s=120)
+def _needs_sandbox(settings: Settings) -> str | None:
+    ok, reason = sandbox_available()
+    return None if ok else f"the code sandbox is unavailable: {reason}"
+
+
+@tool(timeout_s=120, requires=_needs_sandbox)
 async def python_code(ctx: ToolContext, code: str) -> ToolResult:
     """Run Python 3 code in an isolated sandbox (standard library only, no network) and return its output.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from functools import lru_cache
 
+from backend.settings import Settings
 from backend.tools.base import Tool
 
 # module path : attribute holding the Tool
@@ -37,6 +38,16 @@ def all_tools() -> dict[str, Tool]:
 
 def get_tool(name: str) -> Tool | None:
     return _load().get(name)
+
+
+def available_tools(settings: Settings) -> dict[str, Tool]:
+    """The tools that can run with this configuration (agents are only offered these)."""
+    return {name: t for name, t in _load().items() if t.unavailable_reason(settings) is None}
+
+
+def unavailable_tools(settings: Settings) -> dict[str, str]:
+    """name -> why it cannot run here (shown in health and docs, never offered to a model)."""
+    return {name: reason for name, t in _load().items() if (reason := t.unavailable_reason(settings))}
 
 
 def openai_specs(names: list[str] | None = None) -> list[dict]:

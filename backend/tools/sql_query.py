@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from backend.settings import Settings
 from backend.tools.base import ToolContext, ToolError, ToolResult, tool
 
 MAX_QUERY_CHARS = 10_000
@@ -113,7 +114,11 @@ def run_query(db_path: Path, sql: str, max_rows: int, timeout_s: float) -> tuple
         conn.close()
 
 
-@tool(timeout_s=30)
+def _needs_database(settings: Settings) -> str | None:
+    return None if settings.sql_database_path else "no SQL database is configured (set SQL_DATABASE_PATH)"
+
+
+@tool(timeout_s=30, requires=_needs_database)
 async def sql_query(ctx: ToolContext, query: str) -> ToolResult:
     """Run one read-only SQL SELECT on the configured SQLite database and return the rows as a table.
 

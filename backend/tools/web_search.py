@@ -12,13 +12,18 @@ import httpx
 
 from backend.net.http import async_client
 from backend.net.ssrf import SSRFError, check_url_async
+from backend.settings import Settings
 from backend.tools.base import ToolContext, ToolError, ToolResult, tool
 
 MAX_CONTENT_CHARS = 700
 NOT_CONFIGURED = "web search is not configured (set TAVILY_API_KEY)"
 
 
-@tool(timeout_s=60)
+def _needs_key(settings: Settings) -> str | None:
+    return None if settings.tavily_api_key else "web search is not configured (set TAVILY_API_KEY)"
+
+
+@tool(timeout_s=60, requires=_needs_key)
 async def web_search(ctx: ToolContext, query: str, max_results: int = 5) -> ToolResult:
     """Search the web (Tavily) for current information; returns titles, URLs and snippets to cite.
 
