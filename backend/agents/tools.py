@@ -8,7 +8,8 @@ from typing import Any
 
 from backend.agents.router import tool_categories
 from backend.tools.base import Tool, ToolContext, ToolResult
-from backend.tools.registry import all_tools
+from backend.settings import Settings
+from backend.tools.registry import all_tools, available_tools
 
 #: how much of one observation goes back into the prompt (the default model has an 8k context)
 OBSERVATION_PROMPT_CHARS = 1500
@@ -16,9 +17,12 @@ OBSERVATION_PROMPT_CHARS = 1500
 OBSERVATION_TRACE_CHARS = 8000
 
 
-def select_tools(names: list[str] | None = None) -> dict[str, Tool]:
-    """The registry's tools, restricted to ``names`` (in registry order) when given."""
-    tools = all_tools()
+def select_tools(names: list[str] | None = None, settings: Settings | None = None) -> dict[str, Tool]:
+    """The registry's tools, restricted to ``names`` (in registry order) when given.
+
+    With ``settings``, only tools that can run with that configuration (no web search without a key).
+    """
+    tools = available_tools(settings) if settings is not None else all_tools()
     if names is None:
         return dict(tools)
     return {n: t for n, t in tools.items() if n in names}

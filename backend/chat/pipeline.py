@@ -266,8 +266,9 @@ class ChatRun:
                 yield StreamEvent(content=ev.text)
             elif kind == "AgentDone":
                 if not self.result.content and ev.content:
-                    self.result.content = ev.content
                     yield StreamEvent(content=ev.content)
+                if ev.content:  # the agent's final answer is authoritative (deltas may include pre-tool text)
+                    self.result.content = ev.content
                 self.result.sources = list(getattr(ev, "sources", None) or [])
                 if self.result.sources:
                     yield SourcesEvent(self.result.sources)

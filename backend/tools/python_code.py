@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from importlib.util import find_spec
 from pathlib import Path
 
 from backend.settings import Settings
@@ -37,9 +38,28 @@ def _needs_sandbox(settings: Settings) -> str | None:
     return None if ok else f"the code sandbox is unavailable: {reason}"
 
 
+# Runs the user's script as __main__ with the read-only pure-Python libraries importable.
+_BOOT = """import runpy, sys
+sys.path.insert(0, "/opt/pylib")
+sys.argv = ["main.py"]
+runpy.run_path("/sandbox/main.py", run_name="__main__")
+"""
+#: pure-Python packages offered inside the sandbox (bound read-only from this environment)
+SANDBOX_LIBRARIES = ("sympy", "mpmath")
+
+
+def _pure_python_libs() -> dict[str, str]:
+    found = {}
+    for name in SANDBOX_LIBRARIES:
+        spec = find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            found[name] = str(Path(next(iter(spec.submodule_search_locations))).resolve())
+    return found
+
+
 @tool(timeout_s=120, requires=_needs_sandbox)
 async def python_code(ctx: ToolContext, code: str) -> ToolResult:
-    """Run Python 3 code in an isolated sandbox (standard library only, no network) and return its output.
+    """Run Python 3 code in an isolated sandbox (standard library plus sympy, no network) and return its output.
 
     Print what you want to see. Each run starts fresh; /tmp is the only writable directory.
 
@@ -64,13 +84,13 @@ async def python_code(ctx: ToolContext, code: str) -> ToolResult:
         workdir.chmod(0o755)
         script = workdir / "main.py"
         script.write_text(code, encoding="utf-8")
-        script.chmod(0o644)
-        result = await run_sandboxed(
-            [python, "-I", "-S", "-B", "/sandbox/main.py"],
-            b"",
-            limits,
-            ro_binds=[(str(workdir), "/sandbox")],
-        )
+        boot = workdir / "_boot.py"
+        boot.write_text(_BOOT, encoding="utf-8")
+        for path in (script, boot):
+            path.chmod(0o644)
+        binds = [(str(workdir), "/sandbox")]
+        binds += [(host, f"/opt/pylib/{name}") for name, host in _pure_python_libs().items()]
+        result = await run_sandboxed([python, "-I", "-S", "-B", "/sandbox/_boot.py"], b"", limits, ro_binds=binds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     notes = list(result.notes)
