@@ -40,7 +40,7 @@ def _needs_sandbox(settings: Settings) -> str | None:
 
 # Runs the user's script as __main__ with the read-only pure-Python libraries importable.
 _BOOT = """import runpy, sys
-sys.path.insert(0, "/opt/pylib")
+sys.path.insert(0, "/pylib")
 sys.argv = ["main.py"]
 runpy.run_path("/sandbox/main.py", run_name="__main__")
 """
@@ -89,7 +89,7 @@ async def python_code(ctx: ToolContext, code: str) -> ToolResult:
         for path in (script, boot):
             path.chmod(0o644)
         binds = [(str(workdir), "/sandbox")]
-        binds += [(host, f"/opt/pylib/{name}") for name, host in _pure_python_libs().items()]
+        binds += [(host, f"/pylib/{name}") for name, host in _pure_python_libs().items()]
         result = await run_sandboxed([python, "-I", "-S", "-B", "/sandbox/_boot.py"], b"", limits, ro_binds=binds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
