@@ -181,3 +181,14 @@ def test_fails_closed_without_sandbox(tool_settings, run_tool, monkeypatch):
 def test_rejects_empty_and_oversized_code(tool_settings, run_tool):
     assert "no code" in run_tool(python_code, tool_settings(), code="   ").output
     assert "too long" in run_tool(python_code, tool_settings(), code="x" * 20_001).output
+
+
+def test_sympy_is_importable_read_only(tool_settings, run_tool):
+    code = (
+        "import sympy as sp\nx = sp.symbols('x')\nprint(sp.diff(x**3*sp.sin(x), x))\n"
+        "import mpmath, os\ntry:\n    open(os.path.join(os.path.dirname(sp.__file__), 'x.py'), 'w')\n"
+        "except OSError:\n    print('read-only')\n"
+    )
+    result = run_tool(python_code, tool_settings(), code=code)
+    assert result.ok, result.output
+    assert "x**3*cos(x) + 3*x**2*sin(x)" in result.output and "read-only" in result.output
