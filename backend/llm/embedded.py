@@ -213,6 +213,8 @@ class EmbeddedProvider(LLMProvider):
         self._gen_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self.n_threads = settings.embedded_n_threads or physical_cores()
+        #: prompt tokens reused from the KV cache by the latest generation (not re-evaluated)
+        self.last_cached_tokens = 0
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -343,6 +345,7 @@ class EmbeddedProvider(LLMProvider):
             prefix += 1
         if prefix < cached:
             llama.n_tokens = prefix  # eval() drops the KV cells past n_tokens
+        self.last_cached_tokens = prefix
         for start in range(prefix, len(tokens) - 1, _PREFILL_CHUNK):
             if cancel.is_set():
                 raise _Cancelled

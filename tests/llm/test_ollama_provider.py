@@ -127,7 +127,14 @@ def test_health_and_embeddings(settings_factory, ollama_fixture):
 
     assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2])
     missing = make(settings_factory, ollama_fixture.host, ollama_model="llama9:70b")
-    bad = arun(missing.health())
+
+    async def check_missing() -> dict[str, Any]:
+        try:
+            return await missing.health()
+        finally:
+            await missing.aclose()
+
+    bad = arun(check_missing())
     assert bad["ok"] is False and "ollama pull llama9:70b" in bad["error"]
 
 
