@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 from backend.agents.router import tool_categories
-from backend.tools.base import Tool, ToolContext, ToolResult
 from backend.settings import Settings
+from backend.tools.base import Tool, ToolContext, ToolResult
 from backend.tools.registry import all_tools, available_tools
 
 #: how much of one observation goes back into the prompt (the default model has an 8k context)
