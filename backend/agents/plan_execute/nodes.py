@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from langgraph.config import get_stream_writer
@@ -19,7 +20,7 @@ from backend.agents.plan_execute.state import PlanExecuteState, PlanStep, RunCon
 from backend.agents.prompts import tool_hints
 from backend.agents.tools import normalize_args, prompt_observation, run_tool, signature, trace_observation
 from backend.errors import APIError
-from backend.tools.base import ToolError
+from backend.tools.base import Tool, ToolError
 
 log = logging.getLogger("backend.agents.plan_execute")
 
@@ -53,7 +54,9 @@ def plan_schema(rc: RunContext) -> dict[str, Any]:
     item: dict[str, Any] = variants[0] if len(variants) == 1 else {"anyOf": variants}
     return {
         "type": "object",
-        "properties": {"steps": {"type": "array", "items": item, "maxItems": rc.max_parallel_tools}},
+        # at least one step: plan-and-execute runs because tools are wanted, and a small model under a
+        # grammar otherwise takes the easy exit of an empty plan
+        "properties": {"steps": {"type": "array", "items": item, "minItems": 1, "maxItems": rc.max_parallel_tools}},
         "required": ["steps"],
     }
 
@@ -69,7 +72,7 @@ def _results_text(results: dict[str, ToolOutcome], limit: int = RESULTS_PROMPT_C
     if not results:
         return "(no tool results)"
     lines = []
-    for r in results.values():
+    for r in sorted(results.values(), key=lambda r: not r["ok"]):  # answers first: small models favour them
         args = json.dumps(r["arguments"], ensure_ascii=False) if not isinstance(r["arguments"], str) else r["arguments"]
         lines.append(f"[{r['step_id']}] {r['tool']}({args}) -> {prompt_observation(r['output'])}")
     text = "\n".join(lines)
@@ -157,6 +160,14 @@ def _call_key(tool: str, args: Any) -> str:
     return tool + ":" + json.dumps(args, sort_keys=True, default=str)
 
 
+def _named_tool(step: PlanStep, tools: dict[str, Tool]) -> str | None:
+    """The tool a step's task explicitly names when the step itself names a different one."""
+    named = [name for name in tools if re.search(rf"\b{re.escape(name)}\b", step["task"])]
+    if len(named) == 1 and named[0] != step["tool"]:
+        return named[0]
+    return None
+
+
 async def select_tools(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Validate the plan's calls: known tool, valid arguments (repaired once if not), no duplicates."""
     rc = runtime.context
@@ -164,6 +175,9 @@ async def select_tools(state: PlanExecuteState, runtime: Runtime[RunContext]) ->
     selected: list[PlanStep] = []
     seen: set[str] = set()
     for step in state.get("plan", []):
+        retarget = _named_tool(step, rc.tools)
+        if retarget is not None:  # the task says "math_calc(...)" but the step names another tool
+            step = PlanStep(id=step["id"], task=step["task"], tool=retarget, arguments={})
         t = rc.tools.get(step["tool"])
         problem = ""
         args: dict[str, Any] | None = None

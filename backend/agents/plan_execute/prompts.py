@@ -17,8 +17,9 @@ Plan calls that fix the problem (different arguments or tools)."""
 
 REPAIR_SYSTEM = "Call the tool {tool} with arguments for this task."
 
-REASON_SYSTEM = """Answer the user's question using the tool results below. Use the numbers and facts in the
-results exactly; if a result is an error, say what could not be found. Be concise.
+REASON_SYSTEM = """Answer the user's question using the tool results below. The question may have several parts:
+answer every part, one short sentence per tool result, using the numbers and facts in the results exactly.
+If a result is an error, say that this part could not be found. Be concise.
 
 Tool results:
 {results}"""
