@@ -87,11 +87,13 @@ def _retry_count(request: Request) -> int:
 
 
 async def _watch_disconnect(request: Request, task: asyncio.Task) -> None:
+    """Cancel ``task`` the moment the client goes away (the body is already read, so the next
+    ASGI message can only be ``http.disconnect``) — as Starlette's StreamingResponse listens."""
     while not task.done():
-        if await request.is_disconnected():
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
             task.cancel()
             return
-        await asyncio.sleep(0.25)
 
 
 @router.post("/chat/completions", response_model=None)

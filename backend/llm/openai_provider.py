@@ -197,7 +197,10 @@ class OpenAIProvider(LLMProvider):
         try:
             resp = await self.client().chat.completions.create(**req)
         except Exception as exc:
-            raise self._map_error(exc) from exc
+            # a refused connection is "not reachable" (503); one that broke after the request went out is a 502
+            cause = exc.__cause__
+            started = cause is not None and type(cause).__name__ not in ("ConnectError", "ConnectTimeout")
+            raise self._map_error(exc, started=started) from exc
         if not resp.choices:
             raise UpstreamError(f"The upstream model service ({self.base_label}) returned no choices.")
         choice = resp.choices[0]
