@@ -64,9 +64,9 @@ def tool_hints(names: list[str]) -> str:
     return ("\nTool tips:\n- " + "\n- ".join(lines)) if lines else ""
 
 
-FINAL_FROM_RESULTS = """Answer the user's question using the tool results below. Use the results exactly \
-(numbers, formulas, names); if a result is an error, say what could not be found. Answer in plain text, \
-briefly, without calling tools.
+FINAL_FROM_RESULTS = """Answer the user's question using the tool results below. Copy numbers, formulas and \
+names exactly as they appear in the results: do not rewrite, simplify or convert them to LaTeX. If a result is \
+an error, say what could not be found. Answer in plain text, in one or two sentences, without calling tools.
 
 Tool results:
 {results}"""
