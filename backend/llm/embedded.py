@@ -39,7 +39,7 @@ from backend.llm.model_assets import (
     locate_parts,
     model_id_for,
 )
-from backend.llm.types import GenerationParams, Message, StreamEvent, Usage
+from backend.llm.types import GenerationParams, Message, StreamEvent, Usage, message_text
 from backend.settings import Settings
 
 if TYPE_CHECKING:
@@ -78,29 +78,6 @@ def physical_cores() -> int:
 
 
 # ----------------------------------------------------------------------------- message shaping
-def _text_of(content: Any, where: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts: list[str] = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif isinstance(part, str):
-                texts.append(part)
-            else:
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise BadRequestError(
-                    f"Content part of type '{kind}' is not supported by this model (text only).",
-                    param=where,
-                    code="invalid_value",
-                )
-        return "\n".join(texts)
-    raise BadRequestError("Message content must be a string or a list of text parts.", param=where)
-
-
 def _arguments_obj(arguments: Any) -> Any:
     if isinstance(arguments, str):
         try:
@@ -137,7 +114,7 @@ def normalise_messages(
         if not isinstance(msg, dict):
             raise BadRequestError("Each message must be an object.", param=f"messages[{i}]")
         role = msg.get("role")
-        text = _text_of(msg.get("content"), f"messages[{i}].content")
+        text = message_text(msg.get("content"), f"messages[{i}].content")
         if role == "developer":
             role = "system"
         if role in ("system", "user"):

@@ -33,31 +33,13 @@ from backend.errors import (
 from backend.llm.base import JsonConstraint, LLMProvider
 from backend.llm.embedded import tools_system_text
 from backend.llm.tool_calling import make_call
-from backend.llm.types import GenerationParams, Message, StreamEvent, ToolCall, Usage
+from backend.llm.types import GenerationParams, Message, StreamEvent, ToolCall, Usage, message_text
 from backend.settings import Settings
 
 if TYPE_CHECKING:
     from ollama import AsyncClient
 
 log = logging.getLogger("backend.llm.ollama")
-
-
-def _text_of(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        out: list[str] = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text":
-                out.append(str(part.get("text", "")))
-            elif isinstance(part, str):
-                out.append(part)
-            else:
-                raise BadRequestError("Only text content parts are supported by this model.", param="messages")
-        return "\n".join(out)
-    raise BadRequestError("Message content must be a string or a list of text parts.", param="messages")
 
 
 def _args_dict(arguments: Any) -> dict[str, Any]:
@@ -80,7 +62,7 @@ def to_ollama_messages(
     out: list[dict[str, Any]] = []
     for msg in messages:
         role = msg.get("role")
-        text = _text_of(msg.get("content"))
+        text = message_text(msg.get("content"))
         if role == "developer":
             role = "system"
         if role == "assistant" and msg.get("tool_calls"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.errors import BadRequestError
+
 Message = dict[str, Any]  # OpenAI chat message: {"role": ..., "content": ..., "tool_calls"?: ...}
 ToolSpec = dict[str, Any]  # {"type": "function", "function": {"name", "description", "parameters"}}
 
@@ -67,3 +69,27 @@ class StreamEvent:
     tool_calls: list[ToolCall] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
+
+
+def message_text(content: Any, where: str = "messages") -> str:
+    """A message's content as text: a string, or a list of text parts (anything else is a 400)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts: list[str] = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif isinstance(part, str):
+                texts.append(part)
+            else:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise BadRequestError(
+                    f"Content part of type '{kind}' is not supported by this model (text only).",
+                    param=where,
+                    code="invalid_value",
+                )
+        return "\n".join(texts)
+    raise BadRequestError("Message content must be a string or a list of text parts.", param=where)
