@@ -1,18 +1,22 @@
-"""Validate our responses against OpenAI's official OpenAPI excerpt (../shared/openai)."""
+"""Validate our responses against OpenAI's official OpenAPI excerpts (vendored in tests/fixtures/openai).
+
+``validate(instance, "CreateChatCompletionResponse")`` looks the schema name up in the chat/models
+excerpt first, then in the embeddings/completions/responses one. OpenAPI 3.0's ``nullable: true`` is
+rewritten to JSON-schema ``anyOf [..., null]``.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-SHARED = Path(os.environ.get("SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
-SCHEMA_FILE = SHARED / "openai" / "openai_schema_excerpt.json"
+SCHEMA_DIR = Path(__file__).resolve().parent / "fixtures" / "openai"
+SCHEMA_FILES = (SCHEMA_DIR / "openai_schema_excerpt.json", SCHEMA_DIR / "openai_schema_more.json")
 
 
 def _fix_nullable(node: Any) -> Any:
@@ -27,13 +31,21 @@ def _fix_nullable(node: Any) -> Any:
     return node
 
 
-@lru_cache(maxsize=1)
-def _document() -> dict[str, Any]:
-    doc = json.loads(SCHEMA_FILE.read_text())
-    return _fix_nullable(copy.deepcopy(doc))
+@lru_cache(maxsize=len(SCHEMA_FILES))
+def _document(path: Path) -> dict[str, Any]:
+    return _fix_nullable(copy.deepcopy(json.loads(path.read_text())))
+
+
+def document_for(schema_name: str) -> dict[str, Any]:
+    """The schema document that defines ``schema_name``."""
+    for path in SCHEMA_FILES:
+        doc = _document(path)
+        if schema_name in doc["components"]["schemas"]:
+            return doc
+    raise KeyError(f"no OpenAI schema named {schema_name!r} in {[p.name for p in SCHEMA_FILES]}")
 
 
 def validate(instance: Any, schema_name: str) -> None:
-    doc = _document()
+    doc = document_for(schema_name)
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": doc["components"]}
     jsonschema.validate(instance, schema, cls=jsonschema.Draft202012Validator)
