@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.openai_schema import SHARED, validate
+from tests.openai_schema import validate
+from tests.rag.conftest import DOCS_DIR as DOCS
 
 pytestmark = pytest.mark.model
-DOCS = SHARED / "eval" / "docs"
 
 
 @pytest.fixture(scope="module")
