@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
-    log_json: bool = True
+    log_json: bool | None = None  # None: JSON lines unless stderr is a terminal (then plain text)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     serve_frontend: bool = True
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"

@@ -38,8 +38,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    RESULTS,
     BENCH_DATA,
+    RESULTS,
     append_jsonl,
     fake_upstream,
     load_avg,
