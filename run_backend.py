@@ -35,7 +35,7 @@ def _serve(argv: list[str]) -> int:
     )
     parser.add_argument("--host", default=None, help="bind address (env HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (env PORT, default 8000)")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")), help="worker processes (env WORKERS, default 1)")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")), help="processes (env WORKERS, default 1)")
     parser.add_argument("--data-dir", default=None, help="state directory (env DATA_DIR, default ./data)")
     args = parser.parse_args(argv)
     if args.host:
