@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,44 @@ def test_help_lists_every_command() -> None:
     sub = subprocess.run([sys.executable, "run_backend.py", "assemble-model", "--help"], cwd=REPO, capture_output=True,
                          text=True, timeout=60)
     assert sub.returncode == 0 and sub.stdout.startswith("usage: run_backend.py assemble-model")
+
+
+@contextlib.contextmanager
+def _client(tmp_path: Path, provider: ScriptedProvider) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", jwt_secret="t" * 48, bcrypt_rounds=4,
+                        serve_frontend=False, log_json=False, router_use_llm=False)
+    app = create_app(settings, provider=provider)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        app.state.services.users.create("bob", PASSWORD, "user")
+        yield client, {"Authorization": f"Bearer {login(client, 'bob')}"}
+
+
+def test_unknown_fields_are_ignored_and_known_ones_validated(tmp_path: Path) -> None:
+    """README: unknown top-level fields are accepted (other servers' clients send extras); OpenAI's own are checked."""
+    with _client(tmp_path, ScriptedProvider()) as (client, auth):
+        body = {"model": "scripted-model:chat", "messages": [{"role": "user", "content": "hi"}]}
+        ok = client.post("/v1/chat/completions", json=body | {"repetition_penalty": 1.1, "options": {"num_ctx": 4}},
+                         headers=auth)
+        assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]
+        bad = client.post("/v1/chat/completions", json=body | {"temperature": "hot"}, headers=auth)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "temperature"
+
+
+def test_idempotency_key_replays_only_within_a_conversation(tmp_path: Path) -> None:
+    """README: the key dedupes a retry into a stored conversation; without one, each request runs."""
+    provider = ScriptedProvider()
+    with _client(tmp_path, provider) as (client, auth):
+        body = {"model": "scripted-model:chat", "messages": [{"role": "user", "content": "hi"}]}
+        keyed = auth | {"Idempotency-Key": "retry-1"}
+        for _ in range(2):
+            assert client.post("/v1/chat/completions", json=body, headers=keyed).status_code == 200
+        assert len(provider.calls) == 2  # no conversation: nothing stored to replay
+        conv = client.post("/v1/chat/completions", json=body | {"conversation_id": "new"}, headers=auth).json()
+        with_conv = body | {"conversation_id": conv["conversation_id"]}
+        first = client.post("/v1/chat/completions", json=with_conv, headers=auth | {"Idempotency-Key": "retry-2"})
+        again = client.post("/v1/chat/completions", json=with_conv, headers=auth | {"Idempotency-Key": "retry-2"})
+        assert first.status_code == again.status_code == 200
+        assert len(provider.calls) == 4  # the retry was answered from the stored result
+        assert again.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
+        stored = client.get(f"/api/conversations/{conv['conversation_id']}", headers=auth).json()
+        assert sum(m["role"] == "user" for m in stored["messages"]) == 2
