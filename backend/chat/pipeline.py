@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.chat.messages import last_user_text, new_turn, normalise_messages
-from backend.chat.modes import MODE_ALIASES, resolve_model
+from backend.chat.modes import AGENT_MODES, MODE_ALIASES, resolve_model
 from backend.chat.scheduled import ScheduledProvider
 from backend.chat.schemas import ChatCompletionRequest
 from backend.errors import BadRequestError, ContextLengthExceededError
@@ -204,7 +204,7 @@ class ChatRun:
     async def events(self) -> AsyncIterator[Any]:
         if self.result.agent is not None:
             yield self.result.agent
-        if self.mode in ("react", "plan_execute"):
+        if self.mode in AGENT_MODES:
             async for ev in self._agent_events():
                 yield ev
         else:
