@@ -1,7 +1,8 @@
 """One chat-completion run: resolve model and mode, then produce events.
 
 ``ChatRun.prepare()`` does every check that can fail fast (model, mode, limits, rate limit,
-conversation ownership) so the client gets a proper HTTP status. ``ChatRun.events()`` yields
+conversation ownership) so the client gets a proper HTTP status; the rate limit comes before
+anything that costs work or leaves state (a ``"new"`` conversation, routing). ``ChatRun.events()`` yields
 the run's events (agent meta, steps, text deltas, tool calls, sources, finish) whether the
 answer comes from plain chat, RAG-grounded chat or an agent; the renderers in
 ``backend.chat.render`` turn them into a JSON body or SSE frames.
@@ -125,6 +126,12 @@ class ChatRun:
             tool_choice=req.tool_choice,
         )
         self._check_context(max_tokens)
+        if req.file_ids:
+            for fid in req.file_ids:
+                require_id(fid, "file", what="document")
+        # the rate limit before any work or state: no routing (the router's LLM call takes a model
+        # slot), no "new" conversation left behind by a 429
+        self._rate_limit()
         if self.conversation_id is not None:
             if self.conversation_id == "new":
                 conv = self.services.conversations.create(self.principal.user_id)
@@ -137,16 +144,12 @@ class ChatRun:
             self.replayed = self.services.conversations.replay(
                 self.principal.user_id, self.conversation_id, self._dedupe_key
             )
-        if req.file_ids:
-            for fid in req.file_ids:
-                require_id(fid, "file", what="document")
         # client tools or a JSON format mean the caller wants the model's raw output
         self.mode = "chat" if (tools or req.response_format) and mode == "auto" else mode
         if self.mode == "auto":
             self.mode, self.result.agent = await self._route()
         elif self.mode != "chat":
             self.result.agent = AgentMeta(self.mode, "requested by the caller", "override")
-        self._rate_limit()
 
     @property
     def _dedupe_key(self) -> str | None:
