@@ -134,6 +134,10 @@ _STRONG_COMPUTE: dict[str, list[re.Pattern[str]]] = {
         _rx(rf"\b{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?\b(?:,? \d{{4}})?"),
         _rx(rf"\b\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH}\b"),
         _rx(r"\b(?:add|plus|minus|subtract) \d++ (?:days|weeks|months)\b"),
+        _rx(
+            r"\bhow many (?:mondays|tuesdays|wednesdays|thursdays|fridays|saturdays|sundays|weekends|weekdays|"
+            r"working days|business days)\b"
+        ),
     ],
     "strings": [
         _rx(
