@@ -215,15 +215,15 @@ def test_routing_a_hostile_100k_text_takes_under_50_ms(shape):
     text = HOSTILE[shape]
     assert len(text) >= 99_000
     heuristic_route(text)  # warm: compiled patterns, caches
-    best = min(_timed(text) for _ in range(3))  # best of 3: the machine is shared
+    best = min(_timed(text) for _ in range(5))  # CPU time, best of 5: the machine is shared
     assert best < 0.050, f"{shape}: {best * 1000:.1f} ms"
 
 
 def _timed(text: str) -> float:
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     heuristic_route(text)
     tool_categories(text)
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 
 def test_the_question_at_the_end_of_a_long_text_is_still_seen():
