@@ -54,6 +54,10 @@ TABLE = [
     ("Convert 72 degrees Fahrenheit to Celsius.", "code"),
     ("Sam has 12 marbles and buys 3 bags of 8. How many marbles does he have now?", "code"),
     ("Run this python code: print(sum(range(10)))", "code"),
+    # word problems: a time word is no web search, a "difference between" late in the text no explanation request
+    ("Ana works 40 hours this week at $12 an hour. How much does she earn?", "code"),
+    ("A shop currently sells 3 pens for $2. How much do 12 pens cost?", "code"),
+    ("One tank holds 40 litres and another 65 litres. The difference between them is poured out. How many litres are poured?", "code"),
     ("Compute the standard deviation of 3, 5, 7, 9", "code"),
     # one lookup or symbolic maths: ReAct
     ("What is the derivative of x**3 * sin(x)?", "react"),
