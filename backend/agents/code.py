@@ -32,11 +32,16 @@ ANSWER_CHUNK_CHARS = 24
 CODE_TOOL = "python_code"
 
 #: short and stable: its KV state is reused across requests (see the embedded provider's prefix cache)
-CODE_SYSTEM = """You answer questions by writing a short Python 3 program.
-Compute everything in the program; never type a result yourself.
-The program must print() the final answer as a short sentence, e.g. print(f"The total is {total}.").
-Standard library and sympy only; no input(), files or network.
-Reply with only the program in one ```python block."""
+CODE_SYSTEM = (
+    "You are a Python programmer. You answer questions by writing a short Python 3 program that "
+    "computes the answer and prints it. Standard library and sympy only; no input(), files or network."
+)
+
+#: the question goes to the model as a programming task (a coder model writes code for those)
+TASK_PROMPT = """Write a short Python program that computes the answer to the question below and prints it. \
+Compute it in the program.
+
+Question: {question}"""
 
 REPAIR_PROMPT = """The program failed:
 {error}
@@ -103,6 +108,8 @@ class CodeAgent:
     async def run(self, messages: list[Message]) -> AsyncIterator[AgentStep | AnswerDelta]:
         client_system, turns = split_conversation(messages)
         system = CODE_SYSTEM + ("\n\n" + client_system if client_system else "")
+        if turns and turns[-1]["role"] == "user":
+            turns[-1] = {"role": "user", "content": TASK_PROMPT.format(question=turns[-1]["content"])}
         convo: list[Message] = [{"role": "system", "content": system}, *turns]
         last_error = ""
         for attempt in range(self.max_repairs + 1):
