@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     embedded_n_threads: int | None = None
     embedded_n_batch: int = 512
     embedded_chat_format: str | None = None  # None: use the GGUF's own chat template
+    # --- embedded prefix cache (agents): KV state of stable system prompts kept across requests; 0 = off
+    embedded_prefix_cache_mb: int = 128
 
     ollama_host: str = "http://127.0.0.1:11434"
     ollama_model: str = "qwen2.5-coder:0.5b"

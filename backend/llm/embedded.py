@@ -8,18 +8,25 @@
   events through an asyncio queue. When the consumer goes away, a ``threading.Event`` checked
   before every sampled token (and between prompt batches) stops the work at once.
 * The KV cache is kept between calls, so a repeated prefix (the system prompt) is not re-evaluated.
+* Stable prompt prefixes (a mode's system prompt with its tool schemas) also keep their KV state in
+  a small LRU store (``PrefixCache``): when a chat request has replaced the KV cache in between, an
+  agent turn restores its prefix instead of evaluating it again, so its time-to-first-token stays
+  close to plain chat's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
+import hashlib
 import json
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,6 +59,74 @@ _PREFILL_CHUNK = 256  # prompt tokens evaluated between two cancellation checks
 
 class _Cancelled(Exception):
     pass
+
+
+#: a prefix shorter than this is cheaper to evaluate than to store and restore
+PREFIX_MIN_TOKENS = 32
+
+
+class PrefixCache:
+    """KV state of stable prompt prefixes (sequence 0 only, no logits), least recently used out first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self.hits = 0
+        self.stores = 0
+
+    @staticmethod
+    def key(tokens: list[int]) -> str:
+        return hashlib.sha1(b"".join(t.to_bytes(4, "little", signed=True) for t in tokens)).hexdigest()
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(len(data) for _, data in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> tuple[int, bytes] | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, key: str, n_tokens: int, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        self._items[key] = (n_tokens, data)
+        self._items.move_to_end(key)
+        self.stores += 1
+        while self.size_bytes > self.max_bytes:
+            self._items.popitem(last=False)
+
+
+def _save_kv(llama: Any) -> bytes | None:
+    """The KV cells of sequence 0 (what the prompt so far left in the cache)."""
+    import llama_cpp
+
+    ctx = llama._ctx.ctx
+    size = int(llama_cpp.llama_state_seq_get_size(ctx, 0))
+    if size <= 0:
+        return None
+    buf = (ctypes.c_uint8 * size)()
+    written = int(llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0))
+    return bytes(buf[:written]) if 0 < written <= size else None
+
+
+def _load_kv(llama: Any, data: bytes, tokens: list[int]) -> bool:
+    """Put a saved prefix back as the KV cache's content; False if llama.cpp refused it."""
+    import llama_cpp
+
+    llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+    buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    if int(llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, buf, len(data), 0)) != len(data):
+        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llama.n_tokens = 0
+        return False
+    llama.input_ids[: len(tokens)] = tokens
+    llama.n_tokens = len(tokens)
+    return True
 
 
 _DONE = object()
@@ -192,6 +267,7 @@ class EmbeddedProvider(LLMProvider):
         self.n_threads = settings.embedded_n_threads or physical_cores()
         #: prompt tokens reused from the KV cache by the latest generation (not re-evaluated)
         self.last_cached_tokens = 0
+        self.prefix_cache = PrefixCache(int(settings.embedded_prefix_cache_mb * 1024 * 1024))
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -310,8 +386,32 @@ class EmbeddedProvider(LLMProvider):
         stops = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
         return tokens, [s for s in stops if s]
 
-    def _prefill(self, tokens: list[int], cancel: threading.Event) -> None:
-        """Evaluate all but the last prompt token in chunks, reusing the cached prefix."""
+    def stable_prefix_len(self, messages: list[Message], tools: list[dict[str, Any]] | None, tokens: list[int]) -> int:
+        """How many leading prompt tokens are the system turn (system prompt + tool schemas).
+
+        That part is the same for every request of a mode, so its KV state is worth keeping.
+        """
+        if not self.settings.embedded_prefix_cache_mb or not messages:
+            return 0
+        first = messages[0]
+        if not isinstance(first, dict) or first.get("role") not in ("system", "developer"):
+            return 0
+        try:
+            head, _ = self.render_prompt([first], tools)
+        except Exception:  # noqa: BLE001 - a template that needs more than a system turn: no prefix
+            return 0
+        n = 0
+        limit = min(len(head), len(tokens) - 1)
+        while n < limit and head[n] == tokens[n]:
+            n += 1
+        return n if n >= PREFIX_MIN_TOKENS else 0
+
+    def _prefill(self, tokens: list[int], cancel: threading.Event, stable_prefix: int = 0) -> None:
+        """Evaluate all but the last prompt token in chunks, reusing the cached prefix.
+
+        With ``stable_prefix`` (tokens of the system turn) the prefix's KV state comes from the
+        ``PrefixCache`` when the KV cache holds something else, and is stored there when new.
+        """
         llama = self._llama
         assert llama is not None
         cached = llama.n_tokens
@@ -322,11 +422,30 @@ class EmbeddedProvider(LLMProvider):
             prefix += 1
         if prefix < cached:
             llama.n_tokens = prefix  # eval() drops the KV cells past n_tokens
+        key = None
+        if stable_prefix and prefix < stable_prefix:
+            key = PrefixCache.key(tokens[:stable_prefix])
+            hit = self.prefix_cache.get(key)
+            if hit is not None and hit[0] == stable_prefix and _load_kv(llama, hit[1], tokens[:stable_prefix]):
+                self.prefix_cache.hits += 1
+                prefix, key = stable_prefix, None
+            elif llama.n_tokens != prefix:  # a refused restore emptied the cache
+                prefix = 0
         self.last_cached_tokens = prefix
-        for start in range(prefix, len(tokens) - 1, _PREFILL_CHUNK):
+        if key is not None:  # evaluate up to the end of the stable prefix, store it, go on
+            self._eval_range(tokens, prefix, stable_prefix, cancel)
+            data = _save_kv(llama)
+            if data is not None:
+                self.prefix_cache.put(key, stable_prefix, data)
+            prefix = stable_prefix
+        self._eval_range(tokens, prefix, len(tokens) - 1, cancel)
+
+    def _eval_range(self, tokens: list[int], begin: int, end: int, cancel: threading.Event) -> None:
+        assert self._llama is not None
+        for start in range(begin, end, _PREFILL_CHUNK):
             if cancel.is_set():
                 raise _Cancelled
-            llama.eval(tokens[start : min(start + _PREFILL_CHUNK, len(tokens) - 1)])
+            self._llama.eval(tokens[start : min(start + _PREFILL_CHUNK, end)])
 
     def _generate(
         self,
@@ -361,7 +480,7 @@ class EmbeddedProvider(LLMProvider):
             sampled += 1
             return cancel.is_set()
 
-        self._prefill(tokens, cancel)
+        self._prefill(tokens, cancel, self.stable_prefix_len(messages, params.tools, tokens))
         s = self.settings
         chunks = llama.create_completion(
             prompt=tokens,
