@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from backend.api.body import read_json_object, watch_disconnect
 from backend.api.deps import current_user, get_services
+from backend.api.docs import json_body
 from backend.chat.render import EventPump, error_frame
 from backend.completions.render import chunk, completion_body, usage_chunk
 from backend.completions.run import ChoiceEnd, CompletionRun, TextDelta, collect
@@ -20,15 +21,6 @@ from backend.errors import validation_error
 from backend.services import Principal, Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-
-
-def _openapi_body() -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CompletionRequest"}}},
-        }
-    }
 
 
 async def _sse(run: CompletionRun, pump: EventPump, first: Any, keepalive_s: float) -> AsyncIterator[bytes]:
@@ -64,7 +56,7 @@ async def _sse(run: CompletionRun, pump: EventPump, first: Any, keepalive_s: flo
         await pump.cancel()
 
 
-@router.post("/completions", response_model=None, openapi_extra=_openapi_body())
+@router.post("/completions", response_model=None, openapi_extra=json_body(CompletionRequest))
 async def completions(
     request: Request,
     principal: Principal = Depends(current_user),

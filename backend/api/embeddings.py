@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.api.body import read_json_object, watch_disconnect
 from backend.api.deps import current_user, get_services
+from backend.api.docs import json_body
 from backend.errors import BadRequestError, NotFoundError, validation_error
 from backend.ratelimit import enforce_user_limit
 from backend.services import Principal, Services
@@ -106,16 +107,7 @@ async def _embed_all(services: Services, user_id: str, texts: list[str]) -> tupl
     return np.concatenate(rows, axis=0), tokens
 
 
-@router.post(
-    "/embeddings",
-    response_model=None,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EmbeddingRequest"}}},
-        }
-    },
-)
+@router.post("/embeddings", response_model=None, openapi_extra=json_body(EmbeddingRequest))
 async def create_embeddings(
     request: Request,
     principal: Principal = Depends(current_user),

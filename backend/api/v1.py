@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from backend.api.body import read_json_object, watch_disconnect
 from backend.api.deps import current_user, get_services
+from backend.api.docs import json_body
 from backend.api.embeddings import embedding_model_id
 from backend.chat.modes import model_ids, resolve_model
 from backend.chat.pipeline import ChatRun
@@ -65,7 +66,7 @@ def _retry_count(request: Request) -> int:
     return int(raw) if raw.isdigit() and len(raw) < 4 else 0
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, openapi_extra=json_body(ChatCompletionRequest))
 async def chat_completions(
     request: Request,
     principal: Principal = Depends(current_user),
