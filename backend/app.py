@@ -59,6 +59,9 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
         rate_limiter=RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm),
         metrics=Metrics(),
         audit=AuditLog(settings.audit_log_path),
+        embedding_scheduler=FairScheduler(
+            1, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None
+        ),
     )
 
 
@@ -101,14 +104,17 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
         version="0.1.0",
         description="OpenAI-compatible chat completions with agents, tools and RAG on a local model.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served with local assets by backend.api.docs
+        redoc_url=None,
     )
     app.state.settings = settings
     install_handlers(app)
 
-    from backend.api import account, admin, auth, conversations, files, health, keys, v1
+    from backend.api import account, admin, auth, completions, conversations, docs, embeddings, files, health, keys, v1
 
-    for module in (v1, auth, keys, admin, conversations, files, account, health):
+    for module in (v1, embeddings, completions, auth, keys, admin, conversations, files, account, health, docs):
         app.include_router(module.router)
+    docs.install_openapi(app)
 
     # middleware runs bottom-up: the request context wraps everything
     if settings.cors_origins:

@@ -54,6 +54,8 @@ class Services:
     rate_limiter: RateLimiter
     metrics: Metrics
     audit: AuditLog
+    #: fair per-user queue in front of the embedding model (``/v1/embeddings``, one batch at a time)
+    embedding_scheduler: FairScheduler | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     _rag: Any = None
     _rag_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     rag_candidates: int = 50  # ranked candidates taken from each retriever before fusion
     rag_max_files_per_upload: int = 20
 
+    # --- /v1/embeddings and /v1/completions (embeddings API, text completions with FIM) ----------
+    embeddings_max_inputs: int = 256  # texts one /v1/embeddings request may carry
+    completions_max_prompts: int = 8  # prompts one /v1/completions request may carry
+    completions_default_max_tokens: int = 16  # OpenAI's default for /v1/completions
+    fim_syntax_attempts: int = 3  # generations tried before check_syntax gives up (422)
+
     @field_validator("cors_origins", "ssrf_allow_hosts", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

@@ -350,7 +350,9 @@
 
   function loadModels() {
     api('/v1/models').then(function (body) {
-      var ids = (body && Array.isArray(body.data) ? body.data : []).map(function (m) { return String(m.id); });
+      var ids = (body && Array.isArray(body.data) ? body.data : [])
+        .filter(function (m) { return m.type !== 'embedding'; })  // /v1/embeddings' model is not for chat
+        .map(function (m) { return String(m.id); });
       var bases = [];
       ids.forEach(function (id) {
         var base = id;

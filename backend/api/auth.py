@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from backend.api.deps import current_user, get_services
+from backend.api.docs import json_body
 from backend.auth.passwords import verify_password
 from backend.auth.throttle import LoginThrottle
 from backend.errors import AuthenticationError, BadRequestError, PermissionDeniedError
@@ -58,7 +59,7 @@ def _issue(services: Services, user: dict[str, Any]) -> TokenResponse:
     return TokenResponse(access_token=token, expires_in=services.tokens.expiry_s, user=public_user(user))
 
 
-@router.post("/login", response_model=TokenResponse)
+@router.post("/login", response_model=TokenResponse, openapi_extra=json_body(Credentials, form=True))
 async def login(request: Request, services: Services = Depends(get_services)) -> TokenResponse:
     creds = await _credentials(request)
     ip = request.client.host if request.client else "unknown"
@@ -75,7 +76,7 @@ async def login(request: Request, services: Services = Depends(get_services)) ->
     return _issue(services, user)
 
 
-@router.post("/register", response_model=TokenResponse, status_code=201)
+@router.post("/register", response_model=TokenResponse, status_code=201, openapi_extra=json_body(Credentials, form=True))
 async def register(request: Request, services: Services = Depends(get_services)) -> TokenResponse:
     if not services.settings.allow_registration:
         raise PermissionDeniedError("Self-registration is disabled on this server.", code="registration_disabled")

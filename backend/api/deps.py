@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.errors import AuthenticationError, PermissionDeniedError
 from backend.services import Principal, Services
 from backend.storage.keys import KEY_PREFIX
 
 ANONYMOUS_USER_ID = "u_anonymous"
+#: declares the scheme in OpenAPI ("Authorize" in /docs); the header itself is read by ``_bearer``
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A login token (POST /api/auth/login) or an API key (sk-...).",
+)
 
 
 def get_services(request: Request) -> Services:
@@ -48,7 +55,11 @@ def authenticate(token: str | None, services: Services) -> Principal:
     return Principal(user["id"], user["username"], user["role"], "jwt", claims.jti)
 
 
-async def current_user(request: Request, services: Services = Depends(get_services)) -> Principal:
+async def current_user(
+    request: Request,
+    services: Services = Depends(get_services),
+    _declared: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
+) -> Principal:
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached

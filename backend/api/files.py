@@ -116,7 +116,29 @@ def _result_entry(item: IngestItem, result: dict[str, Any] | APIError) -> dict[s
     return result
 
 
-@router.post("/upload")
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "PDF, DOCX, Markdown or text documents (repeat the field for several).",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/upload", openapi_extra=_UPLOAD_BODY)
 async def upload_files(
     request: Request,
     principal: CurrentUser,

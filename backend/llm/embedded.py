@@ -490,6 +490,8 @@ class EmbeddedProvider(LLMProvider):
             top_k=params.top_k if params.top_k is not None else s.top_k,
             stop=list(params.stop or []) + template_stops,
             seed=params.seed,
+            presence_penalty=params.presence_penalty or 0.0,
+            frequency_penalty=params.frequency_penalty or 0.0,
             stream=True,
             grammar=grammar,
             stopping_criteria=StoppingCriteriaList([should_stop]),
@@ -562,3 +564,145 @@ class EmbeddedProvider(LLMProvider):
             cancel.set()
             if not future.done():
                 log.debug("consumer left; stopping generation")
+
+    # ------------------------------------------------------------ raw text completion (/v1/completions)
+    supports_text_completion = True
+    supports_suffix = True
+
+    def fim_tokens(self) -> tuple[int, int, int] | None:
+        """The GGUF's fill-in-the-middle tokens (prefix, suffix, middle), or None if it has none."""
+        import llama_cpp
+
+        assert self._llama is not None
+        vocab = self._llama._model.vocab
+        ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab), llama_cpp.llama_vocab_fim_mid(vocab))
+        return ids if all(i >= 0 for i in ids) else None
+
+    def render_text_prompt(self, prompt: str, suffix: str | None) -> list[int]:
+        """A raw prompt's tokens (special tokens in the text are honoured, as llama.cpp's server does);
+        with ``suffix``, the prefix-suffix-middle order Qwen2.5-Coder and StarCoder were trained on:
+        ``<|fim_prefix|>prompt<|fim_suffix|>suffix<|fim_middle|>``."""
+        llama = self._llama
+        assert llama is not None
+        if suffix is None:
+            return llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        fim = self.fim_tokens()
+        if fim is None:
+            raise BadRequestError(
+                f"The model '{self._model_id}' has no fill-in-the-middle tokens; 'suffix' needs a code model "
+                "such as Qwen2.5-Coder.",
+                param="suffix",
+                code="unsupported_parameter",
+            )
+        pre, suf, mid = fim
+        bos = llama.tokenize(b"", add_bos=True, special=False)
+        body = lambda text: llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)  # noqa: E731
+        return [*bos, pre, *body(prompt), suf, *body(suffix), mid]
+
+    def _generate_text(
+        self, prompt: str, params: GenerationParams, suffix: str | None, cancel: threading.Event
+    ) -> Iterator[StreamEvent]:
+        import numpy as np
+        from llama_cpp import LogitsProcessorList, StoppingCriteriaList
+
+        llama = self._llama
+        if llama is None:
+            raise ServiceUnavailableError("The embedded model is not loaded.", retry_after=10)
+        tokens = self.render_text_prompt(prompt, suffix)
+        n_ctx = llama.n_ctx()
+        if len(tokens) >= n_ctx - 1:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {n_ctx} tokens, but the prompt uses {len(tokens)} tokens.",
+                param="prompt",
+            )
+        max_tokens = max(1, min(params.max_tokens or self.settings.default_max_tokens, n_ctx - len(tokens)))
+        fim = self.fim_tokens() if suffix is not None else None
+        sampled = 0
+
+        def should_stop(_ids: Any, _logits: Any) -> bool:
+            nonlocal sampled
+            sampled += 1
+            return cancel.is_set()
+
+        def no_fim_markers(_ids: Any, logits: Any) -> Any:  # a middle never contains the FIM markers
+            logits[list(fim)] = -np.inf
+            return logits
+
+        s = self.settings
+        chunks = llama.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=params.temperature if params.temperature is not None else s.temperature,
+            top_p=params.top_p if params.top_p is not None else s.top_p,
+            top_k=params.top_k if params.top_k is not None else s.top_k,
+            stop=list(params.stop or []) or None,
+            seed=params.seed,
+            presence_penalty=params.presence_penalty or 0.0,
+            frequency_penalty=params.frequency_penalty or 0.0,
+            stream=True,
+            stopping_criteria=StoppingCriteriaList([should_stop]),
+            logits_processor=LogitsProcessorList([no_fim_markers]) if fim else None,
+        )
+        parts: list[str] = []
+        finish = "stop"
+        for chunk in chunks:
+            if cancel.is_set():
+                raise _Cancelled
+            choice = chunk["choices"][0]
+            text = choice.get("text") or ""
+            if text:
+                parts.append(text)
+                yield StreamEvent(content=text)
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+        if cancel.is_set():
+            raise _Cancelled
+        text_tokens = self.count_tokens("".join(parts)) if parts else 0
+        completion = min(sampled, max_tokens) if finish == "length" else text_tokens
+        yield StreamEvent(finish_reason=finish, usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion))
+
+    async def _stream_text_raw(
+        self, prompt: str, params: GenerationParams, suffix: str | None
+    ) -> AsyncIterator[StreamEvent]:
+        await self.start()
+        async for ev in self._on_model_thread(lambda cancel: self._generate_text(prompt, params, suffix, cancel)):
+            yield ev
+
+    async def _on_model_thread(self, produce: Any) -> AsyncIterator[StreamEvent]:
+        """Run ``produce(cancel)`` (an event iterator) on the model's thread under the generation
+        lock; events arrive through a queue, and leaving the loop stops the work at the next token."""
+        executor = self._executor
+        if executor is None:
+            raise ServiceUnavailableError("The embedded model is shutting down.", retry_after=10)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                with self._gen_lock:
+                    if cancel.is_set():
+                        return
+                    for ev in produce(cancel):
+                        put(ev)
+            except _Cancelled:
+                log.debug("text completion cancelled")
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                put(exc)
+            finally:
+                put(_DONE)
+
+        executor.submit(work)
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, (BadRequestError, ServiceUnavailableError, UpstreamError)):
+                    raise item
+                if isinstance(item, BaseException):
+                    raise UpstreamError(f"The embedded model failed: {item}") from item
+                yield item
+        finally:
+            cancel.set()

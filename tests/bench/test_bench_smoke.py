@@ -185,3 +185,21 @@ def test_overhead_quick_smollm(tmp_path: Path) -> None:
     assert res["identical_greedy_output"]  # same GGUF, same prompt, temperature 0: same text
     assert res["summary"]["server_stream"]["median_decode_tps"] > 0
     assert res["ratios"]["e2e_tps_nonstream"] > 0
+
+
+def test_embeddings_throughput_quick(tmp_path: Path) -> None:
+    out = tmp_path / "embeddings_throughput.json"
+    stdout = run_script("embeddings_throughput", "--quick", "--out", str(out))
+    rows = load(out)["rows"]
+    assert [r["batch_size"] for r in rows] == [1, 16]
+    assert all(r["http_texts_per_s"] > 0 and r["direct_texts_per_s"] > 0 and r["tokens_per_text"] > 10 for r in rows)
+    assert "HTTP/direct" in stdout
+
+
+def test_fim_syntax_quick_fake_upstream(tmp_path: Path) -> None:
+    out = tmp_path / "fim_syntax.json"
+    run_script("fim_syntax", "--quick", "--fake-upstream", "--out", str(out))
+    summary = {r["mode"]: r for r in load(out)["summary"]}
+    assert summary["plain"]["n"] == summary["check_syntax"]["n"] == 3
+    checked = load(out)["check_syntax"]
+    assert all(r["parses"] for r in checked if r["status"] == 200)  # check_syntax never answers 200 unparsable
