@@ -458,3 +458,30 @@ def test_account_export_and_delete_cover_responses(api):
     r = api.client.delete("/api/account", headers=api.auth("bob"))
     assert r.status_code == 200 and r.json()["responses"] == 1
     assert not (api.services.settings.responses_path / api.users["bob"]["id"]).exists()
+
+
+def test_langchain_chat_openai_over_responses(api):
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model=MODEL, base_url="http://testserver/v1", api_key=api.tokens["bob"], http_client=api.client,
+                     use_responses_api=True, max_retries=0)
+    reply = llm.invoke("hi")
+    assert isinstance(reply, AIMessage) and reply.text == "Hello from the scripted model."
+    assert reply.response_metadata.get("id", "").startswith("resp_") or reply.id.startswith(("resp_", "msg_"))
+    chunks = list(llm.stream("hi"))
+    assert "".join(c.text for c in chunks) == "Hello from the scripted model."
+    # tools: the call comes back as a LangChain tool call, the result goes back as a function_call_output
+    api.provider.outputs = ['{"name": "get_weather", "arguments": {"city": "Lima"}}', "Lima is foggy."]
+    tool = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+                                             "parameters": TOOLS[0]["parameters"]}}
+    bound = ChatOpenAI(model="scripted-model", base_url="http://testserver/v1", api_key=api.tokens["bob"],
+                       http_client=api.client, use_responses_api=True, max_retries=0).bind_tools(
+        [tool], tool_choice="get_weather")
+    first = bound.invoke([HumanMessage("Weather in Lima?")])
+    [call] = first.tool_calls
+    assert call["name"] == "get_weather" and call["args"] == {"city": "Lima"}
+    final = bound.bind(tool_choice="auto").invoke(
+        [HumanMessage("Weather in Lima?"), first, ToolMessage("foggy, 17C", tool_call_id=call["id"])])
+    assert final.text == "Lima is foggy."
+    assert api.provider.calls[-1]["messages"][-1] == {"role": "tool", "content": "foggy, 17C", "tool_call_id": call["id"]}
