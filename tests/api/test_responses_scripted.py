@@ -485,3 +485,72 @@ def test_langchain_chat_openai_over_responses(api):
         [HumanMessage("Weather in Lima?"), first, ToolMessage("foggy, 17C", tool_call_id=call["id"])])
     assert final.text == "Lima is foggy."
     assert api.provider.calls[-1]["messages"][-1] == {"role": "tool", "content": "foggy, 17C", "tool_call_id": call["id"]}
+
+
+def _agents_client(api):
+    import httpx
+    from openai import AsyncOpenAI
+
+    transport = httpx.ASGITransport(app=api.client.app)  # the app the TestClient started
+    http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    return AsyncOpenAI(base_url="http://testserver/v1", api_key=api.tokens["bob"], http_client=http, max_retries=0)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_openai_agents_sdk_runs_a_function_tool(api, streamed):
+    import asyncio
+
+    from agents import Agent, ModelSettings, Runner, function_tool, set_tracing_disabled
+    from agents.models.openai_responses import OpenAIResponsesModel
+
+    set_tracing_disabled(True)
+    seen: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        seen.append(city)
+        return f"sunny in {city}"
+
+    api.provider.outputs = ['{"name": "get_weather", "arguments": {"city": "Paris"}}', "Paris is sunny today."]
+
+    async def main():
+        agent = Agent(name="weather", instructions="Use the tool.", tools=[get_weather],
+                      model=OpenAIResponsesModel(model="scripted-model", openai_client=_agents_client(api)),
+                      model_settings=ModelSettings(tool_choice="get_weather"))
+        if not streamed:
+            return await Runner.run(agent, "Weather in Paris?")
+        run = Runner.run_streamed(agent, "Weather in Paris?")
+        async for _ in run.stream_events():
+            pass
+        return run
+
+    result = asyncio.run(main())
+    assert seen == ["Paris"]  # the SDK parsed our function_call item and ran the tool
+    assert result.final_output == "Paris is sunny today."
+    # the second turn carried the tool's exact output back to the model
+    sent = api.provider.calls[-1]["messages"]
+    assert sent[-1] == {"role": "tool", "content": "sunny in Paris", "tool_call_id": sent[-2]["tool_calls"][0]["id"]}
+
+
+def test_openai_agents_sdk_with_server_side_state(api):
+    import asyncio
+
+    from agents import Agent, Runner, set_tracing_disabled
+    from agents.models.openai_responses import OpenAIResponsesModel
+
+    set_tracing_disabled(True)
+    api.provider.outputs = ["Nice to meet you, Ada.", "Your name is Ada."]
+
+    async def main():
+        agent = Agent(name="chat", instructions="Be brief.",
+                      model=OpenAIResponsesModel(model=MODEL, openai_client=_agents_client(api)))
+        first = await Runner.run(agent, "My name is Ada.")
+        second = await Runner.run(agent, "What is my name?", previous_response_id=first.last_response_id)
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert first.last_response_id.startswith("resp_") and second.final_output == "Your name is Ada."
+    sent = api.provider.calls[-1]["messages"]
+    assert [m["content"] for m in sent if m["role"] != "system"] == [
+        "My name is Ada.", "Nice to meet you, Ada.", "What is my name?"]
