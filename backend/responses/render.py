@@ -232,8 +232,6 @@ class ResponseBuilder:
         if self._message is None and result.content and not any(i["type"] == "message" for i in self.output):
             events += self._text(result.content)  # an answer that arrived without deltas
         events += self._close_message(final_text=final_text, sources=result.sources, status=status)
-        if not any(i["type"] == "message" for i in self.output) and result.sources and result.content:
-            pass  # no message item to annotate
         self.usage = result.usage
         self.status = status
         if truncated:

@@ -554,3 +554,45 @@ def test_openai_agents_sdk_with_server_side_state(api):
     sent = api.provider.calls[-1]["messages"]
     assert [m["content"] for m in sent if m["role"] != "system"] == [
         "My name is Ada.", "Nice to meet you, Ada.", "What is my name?"]
+
+
+def test_rag_citations_become_file_citation_annotations(api):
+    doc = b"Pelicans eat fish. The secret word is albatross.\n" * 5
+    up = api.client.post("/api/files/upload", files=[("files", ("notes.txt", doc, "text/plain"))], headers=api.auth("bob"))
+    assert up.status_code == 200, up.text
+    entry = up.json()["data"][0]
+    file_id = entry.get("id") or entry.get("file_id")
+    api.provider.outputs = ["The secret word is albatross [1].", "The secret word is albatross [1]."]
+    body = {"model": MODEL, "input": "What is the secret word?", "file_ids": [file_id]}
+    r = post(api, body)
+    assert r.status_code == 200, r.text
+    validate(r.json(), "Response")
+    part = r.json()["output"][0]["content"][0]
+    assert part["annotations"] == [{"type": "file_citation", "file_id": file_id, "filename": "notes.txt",
+                                    "index": part["text"].index("[1]")}]
+    assert "albatross" in api.provider.calls[-1]["messages"][0]["content"]  # the passage was in the prompt
+    events = sse(post(api, body | {"stream": True}).text)
+    validate_events(events)
+    added = [e for e in events if e["type"] == "response.output_text.annotation.added"]
+    assert [a["annotation"]["file_id"] for a in added] == [file_id]
+    assert events[-1]["response"]["output"][0]["content"][0]["annotations"] == part["annotations"]
+
+
+def test_agent_sources_become_citations():
+    from backend.responses.render import annotations_for
+
+    text = "Paris is big, see https://example.org/paris. Also in notes.pdf."
+    sources = [{"title": "Paris", "url": "https://example.org/paris"}, {"title": "Other", "url": "https://x.test/"},
+               {"file_id": "file_abc12345", "filename": "notes.pdf", "page": 1, "text": "..."},
+               {"file_id": "file_abc12345", "filename": "notes.pdf", "page": 2, "text": "..."}]
+    out = annotations_for(text, sources)
+    start = text.index("https://example.org/paris")
+    assert out == [
+        {"type": "url_citation", "url": "https://example.org/paris", "title": "Paris", "start_index": start,
+         "end_index": start + len("https://example.org/paris")},
+        {"type": "url_citation", "url": "https://x.test/", "title": "Other", "start_index": len(text),
+         "end_index": len(text)},
+        {"type": "file_citation", "file_id": "file_abc12345", "filename": "notes.pdf", "index": text.index("notes.pdf")},
+    ]
+    for a in out:
+        validate(a, "Annotation")
