@@ -92,11 +92,16 @@ class ResponsesRequest(BaseModel):
 
 
 KNOWN = set(ResponsesRequest.model_fields) | set(REFUSED)
+#: ``include`` values that need nothing from us: reasoning items carry no encrypted content, and none is
+#: needed to continue, because reasoning items are never replayed to the model
+INCLUDABLE = {"reasoning.encrypted_content"}
 
 
 def check_fields(payload: dict[str, Any]) -> None:
     """400 for a field OpenAI does not define, or one this server cannot honour."""
     for key, value in payload.items():
+        if key == "include" and isinstance(value, list) and set(value) <= INCLUDABLE:
+            continue
         if key not in KNOWN:
             raise BadRequestError(f"Unknown parameter: '{key}'.", param=key, code="unknown_parameter")
         allowed = REFUSED.get(key)

@@ -596,3 +596,10 @@ def test_agent_sources_become_citations():
     ]
     for a in out:
         validate(a, "Annotation")
+
+
+def test_get_with_stream_is_refused_and_encrypted_reasoning_include_is_accepted(api):
+    r = post(api, {"model": MODEL, "input": "x", "include": ["reasoning.encrypted_content"], "store": True})
+    assert r.status_code == 200, r.text
+    again = api.client.get(f"/v1/responses/{r.json()['id']}?stream=true", headers=api.auth("bob"))
+    assert again.status_code == 400 and again.json()["error"]["param"] == "stream"
