@@ -305,10 +305,11 @@ def test_storage_cap_evicts_the_oldest(api):
     assert api.services.responses.count(api.users["alice"]["id"]) == 0  # nobody else's budget was touched
 
 
-def test_agent_mode_steps_become_reasoning_items(api):
+@pytest.mark.parametrize("model", ["scripted-model:react", "scripted-model"])  # explicit, and routed by auto
+def test_agent_mode_steps_become_reasoning_items(api, model):
     api.provider.outputs = ['{"name": "math_calc", "arguments": {"expression": "6*7"}}',  # a forced call (grammar) as JSON
                             "The result is 42."]
-    r = post(api, {"model": "scripted-model:react", "input": "Calculate 6*7"})
+    r = post(api, {"model": model, "input": "Calculate 6*7"})
     assert r.status_code == 200, r.text
     body = r.json()
     validate(body, "Response")
@@ -603,3 +604,18 @@ def test_get_with_stream_is_refused_and_encrypted_reasoning_include_is_accepted(
     assert r.status_code == 200, r.text
     again = api.client.get(f"/v1/responses/{r.json()['id']}?stream=true", headers=api.auth("bob"))
     assert again.status_code == 400 and again.json()["error"]["param"] == "stream"
+
+
+def test_storage_failure_after_a_stream_is_an_error_event(api, monkeypatch):
+    from backend.errors import StorageError
+
+    def full(*args, **kwargs):
+        raise StorageError("The server could not save your data (storage full or read-only); nothing was changed.")
+
+    monkeypatch.setattr(api.services.responses, "save", full)
+    events = sse(post(api, {"model": MODEL, "input": "x", "stream": True}).text)
+    validate_events(events)
+    assert [e["type"] for e in events[-2:]] == ["response.completed", "error"]  # the answer was still delivered
+    assert events[-1]["code"] == "storage_unavailable"
+    r = post(api, {"model": MODEL, "input": "x"})
+    assert r.status_code == 507 and r.json()["error"]["code"] == "storage_unavailable"
