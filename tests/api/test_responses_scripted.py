@@ -619,3 +619,12 @@ def test_storage_failure_after_a_stream_is_an_error_event(api, monkeypatch):
     assert events[-1]["code"] == "storage_unavailable"
     r = post(api, {"model": MODEL, "input": "x"})
     assert r.status_code == 507 and r.json()["error"]["code"] == "storage_unavailable"
+
+
+def test_sdk_paginates_input_items(api):
+    items = [{"role": "user", "content": f"m{i}"} for i in range(7)]
+    rid = post(api, {"model": MODEL, "input": items}).json()["id"]
+    client = sdk(api, "bob")
+    page = client.responses.input_items.list(rid, limit=3, order="asc")
+    assert len(page.data) == 3 and page.has_more
+    assert [i.content[0].text for i in page] == [f"m{i}" for i in range(7)]  # the SDK follows `after`
