@@ -93,6 +93,14 @@ def test_items_input_roles_and_parts(api):
     sent = api.provider.calls[-1]["messages"]
     assert sent == [{"role": "system", "content": "dev rules"}, {"role": "user", "content": "part one\npart two"},
                     {"role": "assistant", "content": "earlier answer"}, {"role": "user", "content": "and now?"}]
+    mixed = [*items, {"type": "reasoning", "summary": [{"type": "summary_text", "text": "thinking"}]},
+             {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "call_1", "output": "out"}]
+    rid = post(api, {"model": MODEL, "input": mixed}).json()["id"]
+    listed = api.client.get(f"/v1/responses/{rid}/input_items?order=asc", headers=api.auth("bob")).json()
+    validate(listed, "ResponseItemList")
+    assert [i["type"] for i in listed["data"]] == ["message"] * 4 + ["reasoning", "function_call", "function_call_output"]
+    assert "thinking" not in json.dumps(api.provider.calls[-1]["messages"])  # reasoning is not replayed
 
 
 def test_stream_events_validate_and_add_up(api):
