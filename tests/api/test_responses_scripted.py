@@ -326,6 +326,7 @@ def test_agent_mode_steps_become_reasoning_items(api, model):
     step = next(i for i in body["output"] if i["type"] == "reasoning")
     assert "math_calc" in step["summary"][0]["text"] and "42" in step["summary"][0]["text"]  # the tool's result
     assert body["output_text"] == "The result is 42."
+    assert body["agent"]["mode"] == "react" and body["agent"]["llm_calls"] >= 2  # our extension field
 
 
 def test_agent_mode_streams_reasoning_events(api):
