@@ -23,7 +23,7 @@ from backend.chat.pipeline import ChatRun
 from backend.chat.render import _END, EventPump
 from backend.errors import APIError, BadRequestError, validation_error
 from backend.responses.render import ResponseBuilder
-from backend.responses.schemas import ResponsesRequest, check_fields
+from backend.responses.schemas import ResponsesRequest, check_fields, request_body_openapi
 from backend.responses.translate import echo_text, echo_tools, input_items, new_item_id, to_chat_request
 from backend.services import Principal, Services
 from backend.storage.responses import ResponseStore
@@ -77,7 +77,7 @@ def _frame(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
-@router.post("/responses", response_model=None)
+@router.post("/responses", response_model=None, openapi_extra={"requestBody": request_body_openapi()})
 async def create_response(
     request: Request,
     principal: Principal = Depends(current_user),

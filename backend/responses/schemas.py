@@ -113,3 +113,20 @@ def check_fields(payload: dict[str, Any]) -> None:
                 param=key,
                 code="unsupported_parameter",
             )
+
+
+def _inline_defs(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_defs(defs[ref.split("/")[-1]], defs)
+        return {k: _inline_defs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_defs(v, defs) for v in node]
+    return node
+
+
+def request_body_openapi() -> dict[str, Any]:
+    """The request body as an OpenAPI ``requestBody`` (for /docs and the schemathesis fuzzer)."""
+    schema = ResponsesRequest.model_json_schema()
+    return {"required": True, "content": {"application/json": {"schema": _inline_defs(schema, schema.get("$defs", {}))}}}
