@@ -33,6 +33,7 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
     from backend.storage.conversations import ConversationStore
     from backend.storage.jsonstore import clean_temp_files
     from backend.storage.keys import ApiKeyStore
+    from backend.storage.responses import ResponseStore
     from backend.storage.users import UserStore
 
     for directory in settings.state_dirs():
@@ -62,6 +63,7 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
         embedding_scheduler=FairScheduler(
             1, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None
         ),
+        responses=ResponseStore(settings.responses_path, settings.responses_max_per_user),
     )
 
 
@@ -110,9 +112,22 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
     app.state.settings = settings
     install_handlers(app)
 
-    from backend.api import account, admin, auth, completions, conversations, docs, embeddings, files, health, keys, v1
+    from backend.api import (
+        account,
+        admin,
+        auth,
+        completions,
+        conversations,
+        docs,
+        embeddings,
+        files,
+        health,
+        keys,
+        responses,
+        v1,
+    )
 
-    for module in (v1, embeddings, completions, auth, keys, admin, conversations, files, account, health, docs):
+    for module in (v1, embeddings, completions, responses, auth, keys, admin, conversations, files, account, health, docs):
         app.include_router(module.router)
     docs.install_openapi(app)
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from backend.ratelimit import RateLimiter
     from backend.storage.conversations import ConversationStore
     from backend.storage.keys import ApiKeyStore
+    from backend.storage.responses import ResponseStore
     from backend.storage.users import UserStore
 
 log = logging.getLogger("backend.services")
@@ -56,6 +57,7 @@ class Services:
     audit: AuditLog
     #: fair per-user queue in front of the embedding model (``/v1/embeddings``, one batch at a time)
     embedding_scheduler: FairScheduler | None = None
+    responses: ResponseStore = None  # type: ignore[assignment]  # stored /v1/responses (built in build_services)
     extras: dict[str, Any] = field(default_factory=dict)
     _rag: Any = None
     _rag_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
