@@ -59,6 +59,7 @@ class McpServerConnection:
         self._wake = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def name(self) -> str:
@@ -69,16 +70,16 @@ class McpServerConnection:
         self._task = asyncio.create_task(self._supervise(), name=f"mcp-{self.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._stopping = True
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            task.cancel()
             with contextlib.suppress(BaseException):
-                await self._task
-        self._task = None
+                await asyncio.wait({task}, timeout=5)
         self.session, self.tools, self.status = None, {}, "stopped"
 
     async def wait_first_attempt(self, timeout_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_attempt.wait(), timeout_s)
+        await _wait(self._first_attempt, timeout_s)
 
     def poke(self) -> None:
         """A request wants tools: if the server is down and the minimum back-off has passed, retry now."""
@@ -86,7 +87,7 @@ class McpServerConnection:
             self._wake.set()
 
     async def _supervise(self) -> None:
-        while True:
+        while not self._stopping:
             self._last_attempt = time.monotonic()
             self.attempts += 1
             self._lost.clear()
@@ -109,11 +110,10 @@ class McpServerConnection:
                 log.warning("MCP server %r disconnected (%s); its tools are removed until it is back",
                             self.name, self.last_error or "connection lost")
             else:
-                log.warning("MCP server %r is unavailable: %s; retrying in %.0fs",
+                log.warning("MCP server %r is unavailable: %s; retrying in %.1fs",
                             self.name, self.last_error, self._backoff)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._backoff)
+            await _wait(self._wake, self._backoff)
             self._backoff = min(self._backoff * 2, self._settings.mcp_reconnect_max_s)
 
     async def _connect_and_hold(self) -> None:
@@ -133,6 +133,7 @@ class McpServerConnection:
             self.session = session
             self.status, self.last_error = "connected", None
             self._backoff = self._settings.mcp_reconnect_min_s
+            self._first_attempt.set()
             server = getattr(init, "serverInfo", None)
             log.info("MCP server %r connected (%s %s): %d tools: %s", self.name, getattr(server, "name", "?"),
                      getattr(server, "version", ""), len(self.tools), ", ".join(self.tools) or "none")
@@ -140,10 +141,8 @@ class McpServerConnection:
 
     async def _hold(self, session: ClientSession) -> None:
         """Stay connected until a ping fails or a call reports the connection lost."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), self._settings.mcp_ping_interval_s)
-            if self._lost.is_set():
+        while not self._stopping:
+            if await _wait(self._lost, self._settings.mcp_ping_interval_s):
                 raise ConnectionError(self.last_error or "connection lost")
             with anyio.fail_after(self.config.connect_timeout_s):
                 await session.send_ping()
@@ -278,6 +277,17 @@ async def _list_all_tools(session: ClientSession, max_pages: int = 50) -> list[A
         if not cursor:
             break
     return definitions
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait for ``event`` at most ``timeout_s``; True if it was set. (``asyncio.timeout``, not
+    ``wait_for``: on Python 3.11 ``wait_for`` can swallow a cancellation that races its timeout.)"""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True
 
 
 def _client_info() -> Any:
