@@ -156,13 +156,19 @@ class McpServerConnection:
                 env={k: v.get_secret_value() for k, v in cfg.env.items()} or None,
                 cwd=cfg.cwd,
             )
-            read, write = await stack.enter_async_context(stdio_client(params))
+            read, write = await stack.enter_async_context(stdio_client(params, errlog=self._stderr_log(stack)))
             return read, write
         client = await stack.enter_async_context(self._http_client())
         read, write, _session_id = await stack.enter_async_context(
             streamable_http_client(cfg.url or "", http_client=client)
         )
         return read, write
+
+    def _stderr_log(self, stack: contextlib.ExitStack | contextlib.AsyncExitStack) -> Any:
+        """The child's stderr goes to ``logs/mcp-<name>.stderr.log`` beside the audit log, not into ours."""
+        path = self._settings.audit_log_path.parent / f"mcp-{self.name}.stderr.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return stack.enter_context(open(path, "a", encoding="utf-8"))  # noqa: SIM115 - closed by the stack
 
     def _http_client(self) -> httpx.AsyncClient:
         """httpx through the SSRF guard; the configured host may be private only when the admin says so."""

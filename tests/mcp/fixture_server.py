@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from mcp.server.fastmcp import FastMCP
@@ -44,6 +45,12 @@ async def sleepy(seconds: float) -> str:
 def big(chars: int) -> str:
     """Return a long text of `chars` characters."""
     return "x" * chars
+
+
+@mcp.tool()
+def crash() -> str:
+    """Kill this server process (to test a server that goes away)."""
+    os._exit(3)
 
 
 def main() -> None:

@@ -73,3 +73,21 @@ def test_health_lists_the_attached_server(app_client):
     assert "mcp_fx_add" in tools["available"]
     assert tools["mcp_servers"] == [{"name": "fx", "transport": "stdio", "status": "connected",
                                      "tools": ["mcp_fx_add", "mcp_fx_explode"]}]
+
+
+def test_plan_and_execute_plans_with_the_mcp_tool(app_client):
+    client, provider, headers = app_client
+    plan = {"steps": [{"task": "add the numbers with the fixture adder", "tool": "mcp_fx_add",
+                       "arguments": {"a": 19, "b": 23}}]}
+    provider.outputs = [json.dumps(plan), "The fixture adder gives 42.", json.dumps({"correct": True, "problem": ""})]
+    r = client.post("/v1/chat/completions", headers=headers,
+                    json={"model": "scripted-model:plan-execute",
+                          "messages": [{"role": "user", "content": "Add 19 and 23 with the fixture adder."}]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    tool_steps = [s for s in body["agent"]["steps"] if s.get("tool")]
+    assert [(s["tool"], s["ok"], s["observation"]) for s in tool_steps] == [("mcp_fx_add", True, "42")]
+    # the planner's JSON schema names the MCP tool among the tools it may choose
+    variants = provider.calls[0]["constraint"].schema["properties"]["steps"]["items"]["anyOf"]
+    assert "mcp_fx_add" in {v["properties"]["tool"]["const"] for v in variants}
+    assert body["choices"][0]["message"]["content"] == "The fixture adder gives 42."

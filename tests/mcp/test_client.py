@@ -47,7 +47,7 @@ def test_tools_are_listed_with_their_schemas(transport, request, mcp_settings):
 
     async def body(manager):
         tools = manager.tools()
-        assert set(tools) == {"mcp_fx_add", "mcp_fx_echo", "mcp_fx_explode", "mcp_fx_sleepy", "mcp_fx_big"}
+        assert set(tools) == {"mcp_fx_add", "mcp_fx_echo", "mcp_fx_explode", "mcp_fx_sleepy", "mcp_fx_big", "mcp_fx_crash"}
         add = tools["mcp_fx_add"]
         assert add.parameters["type"] == "object"
         assert set(add.parameters["required"]) == {"a", "b"}
@@ -129,7 +129,8 @@ def test_a_down_server_removes_only_its_tools_and_comes_back(http_server, mcp_se
         await wait_for(lambda: not any(n.startswith("mcp_web_") for n in manager.tools()))
         remaining = manager.tools()
         assert {n for n in remaining if n.startswith("mcp_local_")} == {
-            "mcp_local_add", "mcp_local_echo", "mcp_local_explode", "mcp_local_sleepy", "mcp_local_big"}
+            "mcp_local_add", "mcp_local_echo", "mcp_local_explode", "mcp_local_sleepy", "mcp_local_big",
+            "mcp_local_crash"}
         assert (await remaining["mcp_local_add"].run(ctx, {"a": 2, "b": 2})).output == "4"
         assert any("'web'" in r.getMessage() and "tools are removed" in r.getMessage() for r in caplog.records)
 
@@ -174,5 +175,23 @@ def test_agents_are_offered_mcp_tools_beside_the_builtins(mcp_settings):
         narrowed = relevant_tools("what is the integral of x**2", tools)
         assert "math_calc" in narrowed and "mcp_fx_add" in narrowed and "weather" not in narrowed
         assert "mcp_fx_add" not in select_tools(None, settings)  # without the app's services: built-ins only
+
+    asyncio.run(with_manager(settings, body))
+
+
+def test_a_stdio_server_that_dies_is_respawned(mcp_settings):
+    settings = mcp_settings(stdio_config(name="local"), stdio_config(name="other", tools=["add"]))
+    ctx = ToolContext(user_id="u1", settings=settings)
+
+    async def body(manager):
+        tools = manager.tools()
+        crashed = await tools["mcp_local_crash"].run(ctx, {})
+        assert not crashed.ok and crashed.output.startswith("Error:")  # an observation, not an exception
+        await wait_for(lambda: "mcp_local_add" not in manager.tools())
+        assert "mcp_other_add" in manager.tools()  # the other server is untouched
+        await wait_for(lambda: "mcp_local_add" in manager.tools())  # a new process was spawned
+        again = await manager.tools()["mcp_local_add"].run(ctx, {"a": 1, "b": 41})
+        assert again.ok and again.output == "42"
+        assert manager.connections[0].attempts >= 2
 
     asyncio.run(with_manager(settings, body))
