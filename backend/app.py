@@ -75,6 +75,18 @@ async def _load_model(services) -> None:  # noqa: ANN001
         log.error("model backend failed to start: %s", exc)
 
 
+async def _start_mcp(services, endpoint, stack: contextlib.AsyncExitStack) -> None:  # noqa: ANN001
+    """Attach the configured MCP servers (their tools join the registry) and run our /mcp endpoint."""
+    if services.settings.mcp_servers:
+        from backend.mcp.client import McpManager
+
+        services.mcp = McpManager(services.settings)
+        stack.push_async_callback(services.mcp.aclose)
+        await services.mcp.start()
+    if endpoint is not None:
+        await stack.enter_async_context(endpoint.run(services))
+
+
 def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  # noqa: ANN001
     """``provider`` replaces the configured model backend (tests use a scripted one)."""
     settings = settings or Settings()
@@ -91,7 +103,9 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
         loader = asyncio.create_task(_load_model(services))
         services.extras["model_loader"] = loader
         try:
-            yield
+            async with contextlib.AsyncExitStack() as mcp_stack:
+                await _start_mcp(services, mcp_endpoint, mcp_stack)
+                yield
         finally:
             loader.cancel()
             with contextlib.suppress(BaseException):
@@ -130,6 +144,12 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
     for module in (v1, embeddings, completions, responses, auth, keys, admin, conversations, files, account, health, docs):
         app.include_router(module.router)
     docs.install_openapi(app)
+    mcp_endpoint = None
+    if settings.mcp_server_enabled:  # our tools for MCP clients (the SDK is loaded in the lifespan)
+        from backend.mcp.server import PATH, McpEndpoint
+
+        mcp_endpoint = McpEndpoint()
+        app.add_route(PATH, mcp_endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
 
     # middleware runs bottom-up: the request context wraps everything
     if settings.cors_origins:

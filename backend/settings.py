@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from backend.mcp.config import McpServerConfig
+
 ProviderName = Literal["embedded", "ollama", "openai"]
 
 
@@ -153,7 +155,27 @@ class Settings(BaseSettings):
     responses_max_per_user: int = Field(default=500, ge=1)  # stored responses; beyond it the oldest is evicted
     responses_max_input_items: int = Field(default=512, ge=1)  # items in one request's `input`
 
-    @field_validator("cors_origins", "ssrf_allow_hosts", mode="before")
+    # --- MCP (issue 13): attached MCP servers' tools, and our tools served at /mcp ------------
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)  # JSON list in MCP_SERVERS
+    mcp_max_result_chars: int = 16_000  # an MCP tool result is cut to this many characters
+    mcp_ping_interval_s: float = 30.0  # how often a connected server is checked (ping)
+    mcp_reconnect_min_s: float = 2.0  # back-off before reconnecting a server that is down ...
+    mcp_reconnect_max_s: float = 120.0  # ... doubling up to this
+    mcp_server_enabled: bool = True  # serve our tools at /mcp (same bearer tokens / API keys as /v1)
+    mcp_server_tools: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["rag_retrieval", "math_calc", "python_code", "data_analysis", "sql_query",
+                                 "wikipedia", "weather", "web_search"]
+    )
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _unique_mcp_names(cls, value: list[McpServerConfig]) -> list[McpServerConfig]:
+        names = [s.name.lower() for s in value]
+        if len(names) != len(set(names)):
+            raise ValueError("MCP server names must be unique")
+        return value
+
+    @field_validator("cors_origins", "ssrf_allow_hosts", "mcp_server_tools", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
