@@ -41,8 +41,8 @@ def get_tool(name: str) -> Tool | None:
 
 
 def available_tools(settings: Settings) -> dict[str, Tool]:
-    """The tools that can run with this configuration (agents are only offered these)."""
-    return {name: t for name, t in _load().items() if t.unavailable_reason(settings) is None}
+    """The tools that can run with this configuration (agents are only offered these), described for it."""
+    return {name: t.for_settings(settings) for name, t in _load().items() if t.unavailable_reason(settings) is None}
 
 
 def unavailable_tools(settings: Settings) -> dict[str, str]:
