@@ -53,6 +53,8 @@ from backend.tools.cgroups import RunCgroup
 log = logging.getLogger("backend.tools.sandbox")
 
 NOBODY_UID = 65534
+UID_POOL_PER_SLOT = 8  # private uids rotate through this many per concurrent slot
+NPROC_SLACK = 8  # RLIMIT_NPROC headroom for bubblewrap's processes
 NOBODY_GID = 65534
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MIN_ETC_FILES = {
@@ -133,6 +135,24 @@ class _RunGate:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._slots: dict[int, str] = {}  # slot -> user key
+        self._uids: dict[int, int] = {}  # slot -> uid offset it was given
+        self._next_uid = 0
+
+    def uid_offset(self, slot: int, pool: int) -> int:
+        """A uid offset no other running slot holds, rotating through ``pool`` of them.
+
+        Rotation gives the kernel time to reap a finished run's last processes before its uid is
+        used again (their count would otherwise still weigh on the next run's RLIMIT_NPROC).
+        """
+        with self._lock:
+            held = set(self._uids.values())
+            for _ in range(pool):
+                offset = self._next_uid % pool
+                self._next_uid += 1
+                if offset not in held:
+                    self._uids[slot] = offset
+                    return offset
+            return slot
 
     def _try(self, user: str, max_total: int, max_per_user: int) -> int | None:
         with self._lock:
@@ -161,6 +181,7 @@ class _RunGate:
     def release(self, slot: int) -> None:
         with self._lock:
             self._slots.pop(slot, None)
+            self._uids.pop(slot, None)
 
     def running(self, user_id: str | None = None) -> int:
         with self._lock:
@@ -401,9 +422,11 @@ async def run_sandboxed(
     drop = _drop_to_nobody()
     slot = await GATE.acquire(user_id, limits)
     try:
-        uid = limits.uid_base + slot if drop and limits.uid_base > 0 else NOBODY_UID
-        # the two bubblewrap processes count too; with a private uid nothing else does
-        nproc = limits.max_processes + 2 + (0 if drop and uid != NOBODY_UID else _own_task_count())
+        private = drop and limits.uid_base > 0
+        uid = limits.uid_base + GATE.uid_offset(slot, UID_POOL_PER_SLOT * max(1, limits.max_concurrent)) if private else NOBODY_UID
+        # bubblewrap's own processes count too (and exiting ones until reaped); with a private uid
+        # nothing else does. The cgroup's pids.max, where there is one, is the exact bound.
+        nproc = limits.max_processes + NPROC_SLACK + (0 if private else _own_task_count())
         return await _run_in_cgroup(full, stdin, limits, nproc, drop, uid, None)
     finally:
         GATE.release(slot)
@@ -445,7 +468,7 @@ async def _run_in_cgroup(
             RunCgroup.create,
             f"sandbox-{uuid.uuid4().hex[:12]}",
             limits.memory_mb * 1024 * 1024,
-            limits.max_processes + 2,
+            limits.max_processes + 4,  # + bubblewrap's own processes
             limits.cpu_quota,
         )
     try:
