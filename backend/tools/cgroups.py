@@ -205,8 +205,10 @@ class RunCgroup:
                     if int(pids.get("max", 0)):
                         notes.append("process limit of the run reached (fork refused)")
                 else:
-                    if (d / "memory.failcnt").exists() and int((d / "memory.failcnt").read_text() or 0):
-                        notes.append("memory limit of the run reached")
+                    if (d / "memory.oom_control").exists():
+                        oom = dict(line.split() for line in (d / "memory.oom_control").read_text().splitlines())
+                        if int(oom.get("oom_kill", 0)):
+                            notes.append("memory limit of the run reached (processes killed)")
                     if (d / "pids.events").exists():
                         events = dict(line.split() for line in (d / "pids.events").read_text().splitlines())
                         if int(events.get("max", 0)):
