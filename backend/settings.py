@@ -156,6 +156,7 @@ class Settings(BaseSettings):
     rag_max_chars_per_document: int = 5_000_000  # extracted text, capped inside the parse worker
     rag_max_chunks_per_document: int = 10_000
     rag_ingest_workers: int = 2  # dedicated threads for parsing/embedding uploads
+    rag_ingest_queue_max: int = 32  # ingestions waiting or running, all users (503 beyond; 0 = no cap)
     rag_finished_jobs_kept: int = 50  # finished async jobs kept in memory per user (all stay on disk)
     # code sandbox: concurrent runs (all users, and per user), per-run cgroup, python_code switch
     python_code_enabled: bool = True

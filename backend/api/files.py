@@ -165,6 +165,7 @@ async def upload_files(
     if run_async:
         jobs.check_capacity(user_id)
     rag = await _rag(services)
+    rag.check_ingest_capacity()
     await asyncio.to_thread(rag.check_quota, user_id, 1, 0)  # refuse before reading the body
     spool = await asyncio.to_thread(jobs.spool_dir, user_id)
     try:

@@ -29,6 +29,7 @@ from backend.storage.jsonstore import atomic_write_json, read_json
 
 log = logging.getLogger("backend.rag.jobs")
 
+KEEP_ON_DISK = 200  # finished job records kept per user
 JobFn = Callable[[Callable[[str, float], None]], Awaitable[dict[str, Any]]]
 
 
@@ -128,6 +129,20 @@ class IngestJobs:
         if spool is not None:
             await asyncio.to_thread(shutil.rmtree, spool, True)
         self._evict(job)
+        await asyncio.to_thread(self._prune_disk, job["user_id"])
+
+    def _prune_disk(self, user_id: str) -> None:
+        """Keep the newest ``KEEP_ON_DISK`` job records of a user on disk (older ones read as 404)."""
+        folder = self.root / user_dir_name(user_id)
+        try:
+            records = sorted(folder.glob("job_*.json"), key=lambda p: p.stat().st_mtime_ns)
+        except OSError:
+            return
+        with self._lock:
+            live = {jid for jid, j in self._jobs.items() if j["status"] in ("queued", "running")}
+        for old in records[: max(0, len(records) - KEEP_ON_DISK)]:
+            if old.stem not in live:
+                old.unlink(missing_ok=True)
 
     def _evict(self, job: dict[str, Any]) -> None:
         """Keep only the last ``keep_finished`` finished jobs of this user in memory."""

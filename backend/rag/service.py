@@ -32,6 +32,7 @@ from backend.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    ServiceUnavailableError,
     UnprocessableError,
 )
 from backend.rag.chunking import Chunk
@@ -107,6 +108,7 @@ class RagService:
         self._user_locks: dict[str, asyncio.Lock] = {}
         # ingestion (parsing, embedding) gets threads of its own: a burst of uploads waits here
         # instead of filling the default executor that logins (bcrypt) and searches use
+        self._ingest_pending = 0  # ingestions waiting or running (event-loop side only)
         self._ingest_executor = ThreadPoolExecutor(
             max_workers=max(1, settings.rag_ingest_workers), thread_name_prefix="rag-ingest"
         )
@@ -279,13 +281,32 @@ class RagService:
         report("done", 1.0)
         return results
 
+    def check_ingest_capacity(self) -> None:
+        """503 with ``Retry-After`` when ``rag_ingest_queue_max`` ingestions are already waiting or running."""
+        limit = self.settings.rag_ingest_queue_max
+        if limit and self._ingest_pending >= limit:
+            raise ServiceUnavailableError(
+                f"The server is busy ingesting documents ({limit} uploads in progress); try again shortly.",
+                retry_after=10,
+                code="ingest_busy",
+            )
+
     async def ingest_many(
         self, user_id: str, items: list[IngestItem], progress: ProgressFn | None = None
     ) -> list[dict[str, Any] | APIError]:
-        """Ingest several files with one index commit; per-file result dicts or the error for that file."""
-        async with self._user_lock(user_id):
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._ingest_executor, self._ingest_sync, user_id, items, progress)
+        """Ingest several files with one index commit; per-file result dicts or the error for that file.
+
+        At most ``rag_ingest_queue_max`` ingestions wait or run at once (all users); beyond that the
+        upload is refused with 503 and ``Retry-After`` instead of queueing without bound.
+        """
+        self.check_ingest_capacity()
+        self._ingest_pending += 1
+        try:
+            async with self._user_lock(user_id):
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._ingest_executor, self._ingest_sync, user_id, items, progress)
+        finally:
+            self._ingest_pending -= 1
 
     async def ingest(
         self,

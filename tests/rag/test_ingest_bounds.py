@@ -290,3 +290,49 @@ def test_docx_dtd_check_covers_the_whole_part() -> None:
         parse_document(_docx_with_late_doctype(), "late.docx", "docx", ParseLimits())
     assert info.value.code == "forbidden_xml"
 
+
+
+def test_ingestion_queue_is_bounded_for_everyone(tmp_path, monkeypatch) -> None:
+    from backend.errors import ServiceUnavailableError
+
+    rag = RagService(make_rag_settings(tmp_path, rag_ingest_queue_max=2, rag_ingest_workers=1), None)
+
+    def slow(self, *args, **kwargs):
+        time.sleep(1.0)
+        raise UnprocessableError("slow parse (test)")
+
+    monkeypatch.setattr(ParsePool, "parse_chunks", slow)
+
+    async def scenario():
+        first = [asyncio.create_task(rag.ingest_many(f"user_{i}", [_item()])) for i in range(2)]
+        await asyncio.sleep(0.1)
+        with pytest.raises(ServiceUnavailableError) as info:
+            await rag.ingest_many("user_x", [_item()])
+        await asyncio.gather(*first)
+        after = await rag.ingest_many("user_x", [_item()])  # room again once they finished
+        return info.value, after
+
+    try:
+        error, after = asyncio.run(scenario())
+    finally:
+        asyncio.run(rag.aclose())
+    assert error.status_code == 503 and error.headers["Retry-After"] and error.code == "ingest_busy"
+    assert isinstance(after[0], UnprocessableError)
+
+
+def test_job_records_on_disk_are_pruned(tmp_path, monkeypatch) -> None:
+    from backend.rag import jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "KEEP_ON_DISK", 3)
+    jobs = IngestJobs(tmp_path / "jobs", keep_finished=1)
+
+    async def quick(progress):
+        return {"ok": True}
+
+    async def scenario():
+        for _ in range(6):
+            jobs.start("user_a", ["f.txt"], quick)
+            await jobs.drain()
+
+    asyncio.run(scenario())
+    assert len(list(jobs.root.rglob("job_*.json"))) == 3
