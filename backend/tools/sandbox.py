@@ -158,8 +158,8 @@ class _RunGate:
         with self._lock:
             if len(self._slots) >= max(1, max_total):
                 return None
-            if sum(1 for u in self._slots.values() if u == user) >= max(1, max_per_user):
-                return None
+            if user and sum(1 for u in self._slots.values() if u == user) >= max(1, max_per_user):
+                return None  # (runs without a user, e.g. internal checks, count only globally)
             slot = next(i for i in range(len(self._slots) + 1) if i not in self._slots)
             self._slots[slot] = user
             return slot
