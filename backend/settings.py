@@ -175,6 +175,33 @@ class Settings(BaseSettings):
             raise ValueError("MCP server names must be unique")
         return value
 
+    # --- resource bounds: SQL tool, ingestion, sandbox (hardening round 2, items 2/3/6) ---------
+    # SQL worker process: the largest string/blob a query may build, what comes back, SQLite heap
+    sql_max_value_bytes: int = 1_000_000
+    sql_max_result_bytes: int = 65_536  # rendered rows handed back to the agent
+    sql_max_scan_bytes: int = 16 * 1024 * 1024  # bytes of values fetched before the result is cut
+    sql_heap_mb: int = 64  # PRAGMA hard_heap_limit inside the worker
+    sql_memory_mb: int = 256  # RLIMIT_AS of the worker process
+    # ingestion quotas per user (0 = unlimited) and rate limits (per minute)
+    rag_max_documents_per_user: int = 500
+    rag_max_bytes_per_user: int = 500 * 1024 * 1024
+    rag_max_jobs_per_user: int = 4  # async ingestion jobs queued or running
+    rag_upload_rpm: int = 20
+    rag_search_rpm: int = 120
+    rag_max_chars_per_document: int = 5_000_000  # extracted text, capped inside the parse worker
+    rag_max_chunks_per_document: int = 10_000
+    rag_ingest_workers: int = 2  # dedicated threads for parsing/embedding uploads
+    rag_ingest_queue_max: int = 32  # ingestions waiting or running, all users (503 beyond; 0 = no cap)
+    rag_finished_jobs_kept: int = 50  # finished async jobs kept in memory per user (all stay on disk)
+    # code sandbox: concurrent runs (all users, and per user), per-run cgroup, python_code switch
+    python_code_enabled: bool = True
+    sandbox_max_concurrent: int = 4
+    sandbox_max_per_user: int = 2
+    sandbox_queue_timeout_s: float = 30.0  # wait for a free run slot at most this long
+    sandbox_max_processes: int = 32  # pids.max of the run's cgroup, and RLIMIT_NPROC of its uid
+    sandbox_cgroup: Literal["auto", "off"] = "auto"
+    sandbox_uid_base: int = 200_000  # as root, run i of the concurrent slots runs as uid base+i
+
     @field_validator("cors_origins", "ssrf_allow_hosts", "mcp_server_tools", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

@@ -46,11 +46,11 @@ def get_tool(name: str) -> Tool | None:
 
 
 def available_tools(settings: Settings, services: Any = None) -> dict[str, Tool]:
-    """The tools that can run with this configuration (agents are only offered these).
+    """The tools that can run with this configuration (agents are only offered these), described for it.
 
     With the app's ``services``, the connected MCP servers' tools are included too.
     """
-    tools = {name: t for name, t in _load().items() if t.unavailable_reason(settings) is None}
+    tools = {name: t.for_settings(settings) for name, t in _load().items() if t.unavailable_reason(settings) is None}
     for name, t in attached_tools(services).items():
         tools.setdefault(name, t)
     return tools
