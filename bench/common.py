@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import socket
 import statistics
 import subprocess
@@ -29,7 +30,7 @@ RESULTS = REPO / "bench" / "results"
 MODELS_DIR = Path(os.environ.get("BENCH_MODELS_DIR", REPO / "data" / "models"))
 SHARED = REPO.parent / "shared"
 PASSWORD = "bench-password-123"
-SECRET = "bench-secret-" + "x" * 40
+SECRET = secrets.token_urlsafe(48)  # per run: the server refuses well-known or weak secrets
 
 if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
     sys.path.insert(0, str(REPO))

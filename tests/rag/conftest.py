@@ -27,6 +27,7 @@ SCIFACT_MINI = SHARED / "scifact_mini"
 
 
 def make_rag_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    overrides.setdefault("allowed_hosts", ["testserver"])  # the host name TestClient sends
     return Settings(_env_file=None, data_dir=tmp_path / "data", **overrides)
 
 
