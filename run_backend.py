@@ -46,6 +46,7 @@ def _serve(argv: list[str]) -> int:
         log_config=None,
         access_log=False,  # backend.access writes one structured line per request
         timeout_graceful_shutdown=5,
+        forwarded_allow_ips=",".join(settings.forwarded_allow_ips),  # X-Forwarded-For from these only
     )
     return 0
 

@@ -54,7 +54,7 @@ async def update_user(user_id: str, body: UserPatch, admin: Principal = Depends(
         await off_loop(services, services.users.set_disabled, user_id, body.disabled)
         services.audit.record("user_disabled" if body.disabled else "user_enabled", user=user_id, by=admin.user_id)
     if body.password is not None:
-        await slow_hash(services, lambda: change_password(services, user_id, body.password, by=admin.user_id))
+        await slow_hash(services, change_password, services, user_id, body.password, by=admin.user_id)
     return public_user(await off_loop(services, services.users.require, user_id))
 
 

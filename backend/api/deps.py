@@ -39,10 +39,10 @@ async def off_loop(services: Services, fn: Callable[..., T], *args: Any, **kwarg
     return await loop.run_in_executor(_executor(services, "store-io", 8), functools.partial(fn, *args, **kwargs))
 
 
-async def slow_hash(services: Services, fn: Callable[..., T], *args: Any) -> T:
+async def slow_hash(services: Services, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """bcrypt, in two threads of its own: a burst of logins cannot occupy every thread."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(services, "bcrypt", 2), functools.partial(fn, *args))
+    return await loop.run_in_executor(_executor(services, "bcrypt", 2), functools.partial(fn, *args, **kwargs))
 
 
 def _bearer(request: Request) -> str | None:
