@@ -144,8 +144,8 @@ class Settings(BaseSettings):
     # Host names accepted besides localhost, 127.0.0.1 and [::1] (the DNS-rebinding guard): the
     # names a browser or proxy uses to reach this server, e.g. "chat.example.org"
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # addresses whose X-Forwarded-For uvicorn trusts (the reverse proxy); never "*"
-    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1"])
+    # addresses (or networks) whose X-Forwarded-For is believed: the reverse proxy; none by default, never "*"
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_tokens_limit: int = Field(default=32_768, ge=1)  # ceiling on max_tokens / max_completion_tokens
     metrics_token: SecretStr | None = None  # if set, GET /metrics needs "Authorization: Bearer <token>"
     health_cache_s: float = Field(default=10.0, ge=0)  # /health/detailed and /metrics reuse one upstream probe

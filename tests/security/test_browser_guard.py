@@ -157,4 +157,4 @@ def test_anonymous_is_off_for_non_loopback_connections(api):
 def test_forwarded_for_is_never_trusted_from_everyone():
     with pytest.raises(ValidationError, match="FORWARDED_ALLOW_IPS"):
         Settings(_env_file=None, forwarded_allow_ips="*")
-    assert Settings(_env_file=None).forwarded_allow_ips == ["127.0.0.1"]
+    assert Settings(_env_file=None).forwarded_allow_ips == []
