@@ -76,7 +76,7 @@ async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
     except UnicodeEncodeError:
         raise BadRequestError("The request contains invalid Unicode (a lone surrogate escape).", code="invalid_unicode") from None
     try:
-        return ChatCompletionRequest.model_validate(payload)
+        return ChatCompletionRequest.model_validate(payload, context={"max_tokens_limit": services.settings.max_tokens_limit})
     except ValidationError as exc:
         raise validation_error(exc) from None
 
