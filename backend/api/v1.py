@@ -59,6 +59,11 @@ def _json_depth(value: object, limit: int) -> bool:
 
 async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
     raw = await request.body()
+    # decoding and validating up to MAX_BODY_BYTES of JSON is CPU work: off the event loop
+    return await asyncio.to_thread(_decode, raw, services.settings.max_json_depth, services.settings.max_tokens_limit)
+
+
+def _decode(raw: bytes, max_depth: int, max_tokens_limit: int) -> ChatCompletionRequest:
     try:
         payload = json.loads(raw)
     except RecursionError:  # thousands of nested brackets: deeper than the parser goes
@@ -69,14 +74,14 @@ async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
         ) from None
     if not isinstance(payload, dict):
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
-    if not _json_depth(payload, services.settings.max_json_depth):
+    if not _json_depth(payload, max_depth):
         raise BadRequestError("The request body is nested too deeply.", code="too_deep")
     try:  # a lone surrogate escape ("\ud800") is not Unicode: it could be neither stored nor answered
         json.dumps(payload, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise BadRequestError("The request contains invalid Unicode (a lone surrogate escape).", code="invalid_unicode") from None
     try:
-        return ChatCompletionRequest.model_validate(payload, context={"max_tokens_limit": services.settings.max_tokens_limit})
+        return ChatCompletionRequest.model_validate(payload, context={"max_tokens_limit": max_tokens_limit})
     except ValidationError as exc:
         raise validation_error(exc) from None
 
@@ -139,7 +144,7 @@ async def chat_completions(
             raise
         finally:
             watcher.cancel()
-        run.finish(body)
+        await asyncio.to_thread(run.finish, body)  # the conversation append: off the event loop
         metrics.completions.labels(run.base_model, run.mode, stream_label, "ok").inc()
         return JSONResponse(body, headers=headers)
 

@@ -9,6 +9,7 @@ answer comes from plain chat, RAG-grounded chat or an agent; the renderers in
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import json
@@ -123,19 +124,11 @@ class ChatRun:
             tools=tools,
             tool_choice=req.tool_choice,
         )
-        self._check_context(max_tokens)
+        # tokenising and the conversation files run off the event loop: a long prompt or a big
+        # conversation delays this request only, never /health or other users
+        await asyncio.to_thread(self._check_context, max_tokens)
         if self.conversation_id is not None:
-            if self.conversation_id == "new":
-                conv = self.services.conversations.create(self.principal.user_id)
-                self.conversation_id = conv["id"]
-            else:
-                require_id(self.conversation_id, "conv", what="conversation")
-                self.services.conversations.get(self.principal.user_id, self.conversation_id)
-            turn = json.dumps(new_turn(self.messages), sort_keys=True, ensure_ascii=False)
-            self.turn_fingerprint = "auto-" + hashlib.sha256(turn.encode()).hexdigest()[:32]
-            self.replayed = self.services.conversations.replay(
-                self.principal.user_id, self.conversation_id, self._dedupe_key
-            )
+            await asyncio.to_thread(self._open_conversation)
         if req.file_ids:
             for fid in req.file_ids:
                 require_id(fid, "file", what="document")
@@ -146,6 +139,17 @@ class ChatRun:
         elif self.mode != "chat":
             self.result.agent = AgentMeta(self.mode, "requested by the caller", "override")
         self._rate_limit()
+
+    def _open_conversation(self) -> None:
+        if self.conversation_id == "new":
+            conv = self.services.conversations.create(self.principal.user_id)
+            self.conversation_id = conv["id"]
+        else:
+            require_id(self.conversation_id, "conv", what="conversation")
+            self.services.conversations.get(self.principal.user_id, self.conversation_id)
+        turn = json.dumps(new_turn(self.messages), sort_keys=True, ensure_ascii=False)
+        self.turn_fingerprint = "auto-" + hashlib.sha256(turn.encode()).hexdigest()[:32]
+        self.replayed = self.services.conversations.replay(self.principal.user_id, self.conversation_id, self._dedupe_key)
 
     @property
     def _dedupe_key(self) -> str | None:
