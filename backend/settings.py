@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     registration_max_per_ip: int = Field(default=5, ge=1)  # self-registrations per client IP per window
     registration_window_s: int = Field(default=3600, ge=1)
     api_key_max_days: int = Field(default=0, ge=0)  # 0: keys may be created without expiry
+    # sha256 of the GGUF at EMBEDDED_MODEL_PATH (a catalogue model's own digest is known already)
+    embedded_model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
 
     @field_validator("cors_origins", "ssrf_allow_hosts", "allowed_hosts", "forwarded_allow_ips", mode="before")
     @classmethod
