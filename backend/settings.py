@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     rag_candidates: int = 50  # ranked candidates taken from each retriever before fusion
     rag_max_files_per_upload: int = 20
 
+    # --- Responses API (/v1/responses; helper E) ------------------------------------
+    responses_dir: Path | None = None
+    responses_max_per_user: int = Field(default=500, ge=1)  # stored responses; beyond it the oldest is evicted
+    responses_max_input_items: int = Field(default=512, ge=1)  # items in one request's `input`
+
     @field_validator("cors_origins", "ssrf_allow_hosts", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
@@ -187,6 +192,10 @@ class Settings(BaseSettings):
     def jobs_path(self) -> Path:
         return self._under_data(self.jobs_dir, "jobs")
 
+    @property
+    def responses_path(self) -> Path:
+        return self._under_data(self.responses_dir, "responses")
+
     def state_dirs(self) -> list[Path]:
         """Directories that must exist before the server accepts requests."""
         return [
@@ -200,4 +209,5 @@ class Settings(BaseSettings):
             self.models_path,
             self.audit_log_path.parent,
             self.jobs_path,
+            self.responses_path,
         ]

@@ -57,7 +57,8 @@ def _json_depth(value: object, limit: int) -> bool:
     return True
 
 
-async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
+async def read_json_object(request: Request, services: Services) -> dict:
+    """The request body as a JSON object, or a 400 (bad JSON, too deep, lone surrogates)."""
     raw = await request.body()
     try:
         payload = json.loads(raw)
@@ -75,6 +76,11 @@ async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
         json.dumps(payload, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise BadRequestError("The request contains invalid Unicode (a lone surrogate escape).", code="invalid_unicode") from None
+    return payload
+
+
+async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
+    payload = await read_json_object(request, services)
     try:
         return ChatCompletionRequest.model_validate(payload)
     except ValidationError as exc:
