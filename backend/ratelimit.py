@@ -1,7 +1,8 @@
 """Per-user rate limits: requests and tokens per minute (sliding one-minute window).
 
 Limits are per server process. Exceeding one → 429 with ``Retry-After`` and OpenAI's
-``x-ratelimit-*`` headers (also set on successful responses).
+``x-ratelimit-*`` headers (also set on successful responses). A limit of 0 means "no limit" for either
+dimension (``RATE_LIMIT_RPM=0``, ``RATE_LIMIT_TPM=0``); a disabled limit sends no headers.
 """
 
 from __future__ import annotations
@@ -27,17 +28,25 @@ class RateState:
 
     def headers(self) -> dict[str, str]:
         reset = f"{max(0.0, self.reset_s):.1f}s"
-        return {
-            "x-ratelimit-limit-requests": str(self.limit_requests),
-            "x-ratelimit-remaining-requests": str(max(0, self.remaining_requests)),
-            "x-ratelimit-reset-requests": reset,
-            "x-ratelimit-limit-tokens": str(self.limit_tokens),
-            "x-ratelimit-remaining-tokens": str(max(0, self.remaining_tokens)),
-            "x-ratelimit-reset-tokens": reset,
-        }
+        out: dict[str, str] = {}
+        if self.limit_requests:  # 0 = no request limit: nothing to report
+            out |= {
+                "x-ratelimit-limit-requests": str(self.limit_requests),
+                "x-ratelimit-remaining-requests": str(max(0, self.remaining_requests)),
+                "x-ratelimit-reset-requests": reset,
+            }
+        if self.limit_tokens:
+            out |= {
+                "x-ratelimit-limit-tokens": str(self.limit_tokens),
+                "x-ratelimit-remaining-tokens": str(max(0, self.remaining_tokens)),
+                "x-ratelimit-reset-tokens": reset,
+            }
+        return out
 
 
 class RateLimiter:
+    """``rpm`` requests and ``tpm`` tokens per user per minute; 0 disables that limit."""
+
     def __init__(self, rpm: int, tpm: int) -> None:
         self.rpm = rpm
         self.tpm = tpm
@@ -69,7 +78,7 @@ class RateLimiter:
             req = self._requests[user_id]
             tok = self._tokens[user_id]
             used_tokens = sum(n for _, n in tok)
-            if len(req) >= self.rpm:
+            if self.rpm and len(req) >= self.rpm:
                 retry = req[0] + WINDOW_S - now
                 self._raise("requests per minute", self.rpm, retry, self._state(user_id, now))
             if self.tpm and used_tokens + estimated_tokens > self.tpm and used_tokens > 0:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from backend.ratelimit import RateLimiter
     from backend.storage.conversations import ConversationStore
     from backend.storage.keys import ApiKeyStore
+    from backend.storage.responses import ResponseStore
     from backend.storage.users import UserStore
 
 log = logging.getLogger("backend.services")
@@ -55,6 +56,7 @@ class Services:
     rate_limiter: RateLimiter
     metrics: Metrics
     audit: AuditLog
+    responses: ResponseStore = None  # type: ignore[assignment]  # stored /v1/responses (built in build_services)
     extras: dict[str, Any] = field(default_factory=dict)
     _rag: Any = None
     _rag_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
-    log_json: bool = True
+    log_json: bool | None = None  # None: JSON lines unless stderr is a terminal (then plain text)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     serve_frontend: bool = True
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     rag_candidates: int = 50  # ranked candidates taken from each retriever before fusion
     rag_max_files_per_upload: int = 20
 
+    # --- Responses API (/v1/responses; helper E) ------------------------------------
+    responses_dir: Path | None = None
+    responses_max_per_user: int = Field(default=500, ge=1)  # stored responses; beyond it the oldest is evicted
+    responses_max_input_items: int = Field(default=512, ge=1)  # items in one request's `input`
+
     # --- security boundary (hardening round 2: hosts, origins, keys, throttles, metrics) ---------
     # Host names accepted besides localhost, 127.0.0.1 and [::1] (the DNS-rebinding guard): the
     # names a browser or proxy uses to reach this server, e.g. "chat.example.org"
@@ -210,6 +215,10 @@ class Settings(BaseSettings):
     def jobs_path(self) -> Path:
         return self._under_data(self.jobs_dir, "jobs")
 
+    @property
+    def responses_path(self) -> Path:
+        return self._under_data(self.responses_dir, "responses")
+
     def state_dirs(self) -> list[Path]:
         """Directories that must exist before the server accepts requests."""
         return [
@@ -223,4 +232,5 @@ class Settings(BaseSettings):
             self.models_path,
             self.audit_log_path.parent,
             self.jobs_path,
+            self.responses_path,
         ]

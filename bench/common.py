@@ -28,9 +28,25 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 MODELS_DIR = Path(os.environ.get("BENCH_MODELS_DIR", REPO / "data" / "models"))
-SHARED = REPO.parent / "shared"
+BENCH_DATA = REPO / "bench" / "data"  # small freely licensed sets; origins in bench/data/SOURCES.md
 PASSWORD = "bench-password-123"
 SECRET = secrets.token_urlsafe(48)  # per run: the server refuses well-known or weak secrets
+
+SCIFACT_HELP = (
+    "SciFact is CC BY-NC 2.0 (non-commercial), so it is not in the repository. Point the benchmark at a BEIR-layout "
+    "copy (corpus.jsonl or corpus.jsonl.gz, queries.jsonl, qrels/test.tsv, qrels/train.tsv; e.g. BEIR's scifact.zip "
+    "unpacked) with --data DIR or SCIFACT_DIR=DIR."
+)
+
+
+def scifact_dir(arg: Path | None) -> Path:
+    """The SciFact folder from ``--data`` or ``SCIFACT_DIR``; exits with how to get it when neither is usable."""
+    path = arg or (Path(os.environ["SCIFACT_DIR"]) if os.environ.get("SCIFACT_DIR") else None)
+    if path is None or not ((path / "corpus.jsonl").exists() or (path / "corpus.jsonl.gz").exists()):
+        where = f"{path} has no corpus.jsonl[.gz]. " if path else "No --data DIR and no SCIFACT_DIR. "
+        raise SystemExit(where + SCIFACT_HELP)
+    return path
+
 
 if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
     sys.path.insert(0, str(REPO))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GSM8K (grade-school maths) through the server: plain chat vs ReAct vs plan-and-execute.
 
-Data: ``../shared/eval/gsm8k/test.jsonl`` (the official test split), the first ``--limit`` problems.
+Data: ``bench/data/gsm8k/test.jsonl`` (the official test split, MIT; ``--data`` for another copy), the first ``--limit`` problems.
 
 Prompt (all modes, zero-shot chain of thought — Qwen's own CoT instruction — one user message, temperature 0)::
 
@@ -38,8 +38,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    BENCH_DATA,
     RESULTS,
-    SHARED,
     append_jsonl,
     fake_upstream,
     load_avg,
@@ -52,7 +52,7 @@ from bench.common import (  # noqa: E402
     write_results,
 )
 
-DATA = SHARED / "eval" / "gsm8k" / "test.jsonl"
+DATA = BENCH_DATA / "gsm8k" / "test.jsonl"
 PER_PROBLEM = RESULTS / "gsm8k"
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 MODES = ["chat", "react", "plan-execute"]
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="EMBEDDED_N_THREADS (default: the server's, physical cores)")
     p.add_argument("--fake-upstream", action="store_true", help="no model: the fake OpenAI upstream (CI smoke)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--data", type=Path, default=DATA, help="GSM8K jsonl (default: the vendored test split)")
     args = p.parse_args(argv)
     global PER_PROBLEM
     if args.quick:
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 warm_model(server, base + ":chat", "alice")
                 for mode in args.modes:
                     limit = args.limit if mode == "chat" else args.agent_limit
-                    run_mode(server, base, model_key, mode, load_problems(limit), args.max_tokens, results_path(model_key, mode))
+                    run_mode(server, base, model_key, mode, load_problems(limit, args.data), args.max_tokens, results_path(model_key, mode))
     rows = summarise()
     print()
     print(table(

@@ -2,7 +2,7 @@
 """HotpotQA (multi-hop questions) with the ReAct agent and the real ``wikipedia`` tool.
 
 The tool runs unchanged; only its API URL points at bench/wiki_fixture.py, a local MediaWiki API
-built from the gold evidence of ``../shared/eval/hotpotqa/hotpot_dev_1000_gold_evidence.json``
+built from the gold evidence of ``bench/data/hotpotqa/hotpot_dev_1000_gold_evidence.json`` (CC BY-SA; ``--data``)
 (``WIKIPEDIA_API_URL=http://127.0.0.1:<port>/w/api.php``, ``SSRF_ALLOW_HOSTS=127.0.0.1``).
 The first ``--limit`` questions (dev set order) are asked through ``<base>:react``; ``--modes chat``
 adds a closed-book baseline (no tools). Exact match and F1 with the official HotpotQA answer
@@ -37,8 +37,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    BENCH_DATA,
     RESULTS,
-    SHARED,
     append_jsonl,
     fake_upstream,
     load_avg,
@@ -50,9 +50,9 @@ from bench.common import (  # noqa: E402
     warm_model,
     write_results,
 )
-from bench.wiki_fixture import WikiServer  # noqa: E402
+from bench.wiki_fixture import WikiCorpus, WikiServer  # noqa: E402
 
-DATA = SHARED / "eval" / "hotpotqa" / "hotpot_dev_1000_gold_evidence.json"
+DATA = BENCH_DATA / "hotpotqa" / "hotpot_dev_1000_gold_evidence.json"
 PER_QUESTION = RESULTS / "hotpotqa"
 PROMPT = (
     "Answer the question. Use the wikipedia tool to look up the facts you need.\n"
@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="EMBEDDED_N_THREADS (default: the server's, physical cores)")
     p.add_argument("--fake-upstream", action="store_true", help="no model: the fake OpenAI upstream (CI smoke)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--data", type=Path, default=DATA, help="gold-evidence JSON (default: the vendored sample)")
     args = p.parse_args(argv)
     global PER_QUESTION
     if args.quick:
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     if not args.summary_only:
         with contextlib.ExitStack() as stack:
-            wiki = stack.enter_context(WikiServer())
+            wiki = stack.enter_context(WikiServer(WikiCorpus.from_hotpot(args.data)))
             upstream = stack.enter_context(fake_upstream()) if args.fake_upstream else None
             server = stack.enter_context(running_server(
                 users=("alice",), admin=("alice",), wait_model=False, EMBEDDED_N_CTX="8192", RATE_LIMIT_RPM="100000",
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             ))
             base = server.base_model()
             warm_model(server, base + ":chat", "alice")
-            questions = load_questions(args.limit)
+            questions = load_questions(args.limit, args.data)
             for mode in args.modes:
                 run_mode(server, base, args.model, mode, questions, args.max_tokens, results_path(args.model, mode))
     rows = summarise(args.limit)

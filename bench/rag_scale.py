@@ -9,8 +9,10 @@ N reuse real MiniLM vectors of the SciFact chunks with small noise instead of em
 synthetic chunk, so the store, BM25 and fusion are measured at full size in minutes; the JSON
 records which mode each size used. Results: bench/results/rag_scale.json.
 
-    .venv/bin/python bench/rag_scale.py --sizes 5000
-    .venv/bin/python bench/rag_scale.py --sizes 5000,100000
+    .venv/bin/python bench/rag_scale.py --data DIR --sizes 5000
+    .venv/bin/python bench/rag_scale.py --data DIR --sizes 5000,100000
+
+``--data DIR`` (or ``SCIFACT_DIR``): a BEIR-layout SciFact copy, which is not in the repository (CC BY-NC).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 from backend.rag.embeddings import build_embedder  # noqa: E402
 from backend.rag.service import IngestItem, RagService  # noqa: E402
 from backend.settings import Settings  # noqa: E402
+from bench.common import scifact_dir  # noqa: E402
 
-SCIFACT = ROOT.parent / "shared" / "eval" / "scifact_beir"
 USER = "u_scale"
 
 
@@ -61,10 +63,11 @@ class NoisyReplayEmbedder:
         return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def load_abstracts() -> tuple[list[str], list[str]]:
-    with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt") as fh:
+def load_abstracts(scifact: Path) -> tuple[list[str], list[str]]:
+    gz = scifact / "corpus.jsonl.gz"
+    with gzip.open(gz, "rt") if gz.exists() else open(scifact / "corpus.jsonl") as fh:
         docs = [json.loads(line) for line in fh if line.strip()]
-    queries = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").read_text().splitlines() if line]
+    queries = [json.loads(line)["text"] for line in (scifact / "queries.jsonl").read_text().splitlines() if line]
     return [f"{d['title']}. {d['text']}" for d in docs], queries
 
 
@@ -134,8 +137,9 @@ async def main() -> None:
     parser.add_argument("--files-per-batch", type=int, default=100)
     parser.add_argument("--precomputed-over", type=int, default=20000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rag_scale.json")
+    parser.add_argument("--data", type=Path, default=None, help="BEIR SciFact folder (default: $SCIFACT_DIR)")
     args = parser.parse_args()
-    abstracts, queries = load_abstracts()
+    abstracts, queries = load_abstracts(scifact_dir(args.data))
     runs = [await run_size(int(s), abstracts, queries, args) for s in args.sizes.split(",")]
     print(f"\n{'chunks':>8}{'mode':>22}{'ingest ch/s':>13}{'p50 ms':>9}{'p95 ms':>9}")
     for r in runs:

@@ -7,8 +7,12 @@ Recall@10 for dense, BM25 and hybrid search, ingestion throughput and query late
 The fusion weights may be tuned on the *train* qrels (``--tune``); the chosen setting is then
 evaluated once on test. Results go to bench/results/rag_scifact.json.
 
-    .venv/bin/python bench/rag_scifact.py            # full SciFact (minutes on a small CPU)
-    .venv/bin/python bench/rag_scifact.py --mini     # scifact_mini smoke run
+    .venv/bin/python bench/rag_scifact.py --data DIR          # full SciFact (minutes on a small CPU)
+    .venv/bin/python bench/rag_scifact.py --data DIR --mini   # 50 test queries over a 500-document subset
+
+SciFact is CC BY-NC 2.0 (non-commercial) and is not in the repository: ``--data DIR`` (or ``SCIFACT_DIR=DIR``)
+names a BEIR-layout copy: ``corpus.jsonl`` or ``corpus.jsonl.gz``, ``queries.jsonl``, ``qrels/test.tsv``,
+``qrels/train.tsv`` (BEIR's ``scifact.zip`` unpacked).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import gzip
 import json
 import math
+import random
 import statistics
 import sys
 import tempfile
@@ -31,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 from backend.rag.lexical import reciprocal_rank_fusion  # noqa: E402
 from backend.rag.service import IngestItem, RagService  # noqa: E402
 from backend.settings import Settings  # noqa: E402
+from bench.common import scifact_dir  # noqa: E402
 
-EVAL = ROOT.parent / "shared" / "eval"
 USER = "u_bench"
 DEPTH = 100  # chunks fetched per query; ranked doc lists are deduplicated from these
 
@@ -74,21 +79,23 @@ def evaluate(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> di
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mini", action="store_true", help="scifact_mini smoke run")
+    parser.add_argument("--data", type=Path, default=None, help="BEIR SciFact folder (default: $SCIFACT_DIR)")
+    parser.add_argument("--mini", action="store_true", help="smoke run: 50 test queries, 500 documents")
     parser.add_argument("--tune", action="store_true", help="tune fusion weights on the train qrels first")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rag_scifact.json")
     args = parser.parse_args()
 
-    if args.mini:
-        data = EVAL / "scifact_mini"
-        corpus, queries = read_jsonl(data / "corpus.jsonl"), read_jsonl(data / "queries.jsonl")
-        test_qrels, train_qrels = read_qrels(data / "qrels_test.tsv"), {}
+    data = scifact_dir(args.data)
+    corpus = read_jsonl(data / "corpus.jsonl.gz" if (data / "corpus.jsonl.gz").exists() else data / "corpus.jsonl")
+    queries = read_jsonl(data / "queries.jsonl")
+    test_qrels = read_qrels(data / "qrels" / "test.tsv")
+    train_qrels = read_qrels(data / "qrels" / "train.tsv") if args.tune and not args.mini else {}
+    if args.mini:  # the first 50 test queries, every document relevant to them, 449 others drawn with seed 0
+        test_qrels = {q: test_qrels[q] for q in sorted(test_qrels, key=int)[:50]}
+        relevant = {d for rel in test_qrels.values() for d in rel}
+        others = [d for d in corpus if d["_id"] not in relevant]
+        corpus = [d for d in corpus if d["_id"] in relevant] + random.Random(0).sample(others, min(449, len(others)))
         args.out = args.out.with_name("rag_scifact_mini.json")
-    else:
-        data = EVAL / "scifact_beir"
-        corpus, queries = read_jsonl(data / "corpus.jsonl.gz"), read_jsonl(data / "queries.jsonl")
-        test_qrels = read_qrels(data / "qrels" / "test.tsv")
-        train_qrels = read_qrels(data / "qrels" / "train.tsv") if args.tune else {}
     query_text = {q["_id"]: q["text"] for q in queries}
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,7 +180,7 @@ async def main() -> None:
             return round(1000 * values[min(len(values) - 1, int(p * len(values)))], 1)
 
         out = {
-            "dataset": "scifact_mini" if args.mini else "scifact (BEIR test)",
+            "dataset": "scifact mini subset" if args.mini else "scifact (BEIR test)",
             "documents": len(results) - len(failed),
             "chunks": n_chunks,
             "test_queries": len(test_qrels),

@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Router accuracy: the labelled queries in bench/data/router_queries.jsonl through backend.agents.router.
+"""Router accuracy: the labelled queries of bench/data/router_set.jsonl through backend.agents.router.
+
+Each query has a label (chat / code / react / plan_execute) and a split: ``tune`` (the rules were
+tuned on these) or ``heldout`` (written before tuning, never tuned on). Scores are reported for
+each split separately and for both together.
 
 Two configurations:
 
@@ -28,15 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import MODELS_DIR, REPO, machine_info, table, write_results  # noqa: E402
 
-DATA = REPO / "bench" / "data" / "router_queries.jsonl"
-CLASSES = ["chat", "react", "plan_execute"]
+DATA = REPO / "bench" / "data" / "router_set.jsonl"
+CLASSES = ["chat", "code", "react", "plan_execute"]
+SPLITS = ["tune", "heldout"]
 
 
 def load_queries(path: Path = DATA) -> list[dict[str, str]]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     for r in rows:
-        if r["expected"] not in CLASSES:
-            raise ValueError(f"bad label {r['expected']!r} in {path}")
+        if r["label"] not in CLASSES or r["split"] not in SPLITS:
+            raise ValueError(f"bad label/split {r['label']!r}/{r['split']!r} in {path}")
     return rows
 
 
@@ -66,15 +71,16 @@ async def run_config(queries: list[dict[str, str]], provider: Any | None) -> dic
     t0 = time.perf_counter()
     for q in queries:
         t = time.perf_counter()
-        decision = await route(q["query"], provider, use_llm=provider is not None)
-        _, sure = heuristic_route(q["query"])
+        decision = await route(q["text"], provider, use_llm=provider is not None)
+        _, sure = heuristic_route(q["text"])
         rows.append({
-            "query": q["query"], "expected": q["expected"], "predicted": decision.mode,
+            "query": q["text"], "expected": q["label"], "split": q["split"], "predicted": decision.mode,
             "source": decision.source, "heuristic_sure": sure, "reason": decision.reason,
             "ms": round((time.perf_counter() - t) * 1000, 2),
         })
     elapsed = time.perf_counter() - t0
     out = scores([(r["expected"], r["predicted"]) for r in rows])
+    out["splits"] = {sp: scores([(r["expected"], r["predicted"]) for r in rows if r["split"] == sp]) for sp in SPLITS}
     out["llm_calls"] = sum(1 for r in rows if not r["heuristic_sure"]) if provider is not None else 0
     out["mean_ms"] = round(elapsed / len(rows) * 1000, 2)
     out["rows"] = rows
@@ -101,15 +107,20 @@ async def make_provider(model: str) -> Any | None:
 def print_config(name: str, res: dict[str, Any]) -> None:
     print(f"\n## {name}: accuracy {res['accuracy']:.3f}, macro-F1 {res['macro_f1']:.3f}, "
           f"LLM calls {res['llm_calls']}, {res['mean_ms']:.1f} ms/query")
-    print(table(["class", "precision", "recall", "F1", "support"],
-                [[c, *(res["per_class"][c][k] for k in ("precision", "recall", "f1", "support"))] for c in CLASSES], 3))
+    head = ["split", "N", "accuracy", *(f"{c} recall" for c in CLASSES), *(f"{c} precision" for c in CLASSES)]
+    body = []
+    for sp, sc in [*res["splits"].items(), ("all", res)]:
+        n = sum(int(sc["per_class"][c]["support"]) for c in CLASSES)
+        body.append([sp, n, sc["accuracy"], *(f"{sc['per_class'][c]['recall']:.3f} ({sc['per_class'][c]['support']})" for c in CLASSES),
+                     *(sc["per_class"][c]["precision"] for c in CLASSES)])
+    print(table(head, body, 3))
     print("\nconfusion (rows = expected, columns = predicted)")
     print(table(["expected \\ predicted", *CLASSES], [[e, *(res["confusion"][e][p] for p in CLASSES)] for e in CLASSES]))
     wrong = [r for r in res["rows"] if r["expected"] != r["predicted"]]
     if wrong:
         print("\nmisrouted:")
         for r in wrong:
-            print(f"  [{r['expected']} -> {r['predicted']} via {r['source']}] {r['query']}")
+            print(f"  [{r['split']}] [{r['expected']} -> {r['predicted']} via {r['source']}] {r['query']}")
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,7 +139,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                 await provider.aclose()
             print_config(f"heuristics+llm ({args.model})", configs["heuristics+llm"])
     return {"benchmark": "router_accuracy", "quick": args.quick, "n_queries": len(queries),
-            "labels": {c: sum(1 for q in queries if q["expected"] == c) for c in CLASSES}, "configs": configs}
+            "labels": {sp: {c: sum(1 for q in queries if q["label"] == c and q["split"] == sp) for c in CLASSES} for sp in SPLITS}, "configs": configs}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "hotpotqa" / "hotpot_dev_1000_gold_evidence.json"
+DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "hotpotqa" / "hotpot_dev_1000_gold_evidence.json"
 
 
 class WikiCorpus:
@@ -175,8 +175,9 @@ class WikiServer:
 def main() -> int:
     p = argparse.ArgumentParser(description="Serve the HotpotQA gold-evidence pages as a MediaWiki API.")
     p.add_argument("--port", type=int, default=9200)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="gold-evidence JSON (default: the vendored sample)")
     args = p.parse_args()
-    with WikiServer(port=args.port) as srv:
+    with WikiServer(WikiCorpus.from_hotpot(args.data), port=args.port) as srv:
         print(f"{len(srv.corpus.titles)} pages at {srv.api_url}", flush=True)
         try:
             while True:

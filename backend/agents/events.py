@@ -39,7 +39,7 @@ class AgentDone:
 
     content: str
     steps: list[AgentStep]
-    mode: str  # react | plan_execute
+    mode: str  # react | plan_execute | code
     reason: str
     sources: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
@@ -49,8 +49,9 @@ class AgentDone:
 
 #: answered: the model gave a final answer; max_iterations: the step limit forced one;
 #: repeated_call: the model repeated a tool call, so the answer was asked for without tools;
-#: verified / unverified: plan-and-execute's verdict after its last (re)plan
-STOP_REASONS = ("answered", "max_iterations", "repeated_call", "verified", "unverified")
+#: verified / unverified: plan-and-execute's verdict after its last (re)plan;
+#: no_program / program_failed: the code agent got prose, or a program that failed every repair
+STOP_REASONS = ("answered", "max_iterations", "repeated_call", "verified", "unverified", "no_program", "program_failed")
 
 AgentEvent = AgentStep | AnswerDelta | AgentDone
 

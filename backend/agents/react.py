@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from backend.agents import prompts
 from backend.agents.events import AgentStep, AnswerDelta, merge_sources
+from backend.agents.grounding import Observed, ground_answer
 from backend.agents.llm import CountingLLM
 from backend.agents.messages import split_conversation
 from backend.agents.tools import (
@@ -195,7 +196,9 @@ class ReActAgent:
         self._seen_calls: dict[str, str] = {}
         self._repeated = False  # the model repeated a call: it is stuck, ask for the answer
         self._question = ""
+        self._user_texts: list[str] = []
         self._client_system = ""
+        self.grounding_problems: list[str] = []
         # the router saw a clear tool need: the first turn must call a tool (grammar-enforced
         # for text-only models, so a small model cannot invent a tool name or skip the tool)
         self.require_first_call = require_first_call and self.style == "native" and bool(tools)
@@ -208,6 +211,7 @@ class ReActAgent:
         client_system, turns = split_conversation(messages)
         self._client_system = client_system
         self._question = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
+        self._user_texts = [m["content"] for m in turns if m["role"] == "user"]
         if self.style == "text":
             system = prompts.REACT_TEXT_SYSTEM.format(
                 tool_lines="\n".join(signature(t) for t in self.tools.values()),
@@ -225,6 +229,7 @@ class ReActAgent:
         convo = self._initial_messages(messages)
         for turn in range(self.max_iterations):
             gate = _AnswerGate()
+            held = self._has_exact_results()  # the answer is checked against them before it is shown
             text, calls = "", []
             params = self._turn_params(required=turn == 0 and self.require_first_call)
             try:
@@ -233,7 +238,7 @@ class ReActAgent:
                         if ev.content:
                             text += ev.content
                             out = gate.feed(ev.content)
-                            if out:
+                            if out and not held:
                                 yield AnswerDelta(out)
                         if ev.tool_calls:
                             calls.extend(ev.tool_calls)
@@ -260,9 +265,13 @@ class ReActAgent:
                 if problem:
                     parsed = ParseError(problem, text)
             if isinstance(parsed, ParsedFinal):
-                self.final = parsed.answer
                 if parsed.thought:
                     yield self._step(parsed.thought, None, None, "", True, 0.0, kind="note")
+                if held:
+                    self.final = self._grounded(parsed.answer)
+                    yield AnswerDelta(self.final)
+                    return
+                self.final = parsed.answer
                 rest = self._remaining(parsed.answer, gate)
                 if rest:
                     yield AnswerDelta(rest)
@@ -326,6 +335,25 @@ class ReActAgent:
             return answer[done:]
         # the answer was cleaned after streaming began (e.g. a trailing marker removed)
         return answer[done:] if len(answer) > done else ""
+
+    # ------------------------------------------------------------------ exact results
+    def _observed(self) -> list[Observed]:
+        return [
+            Observed(s.tool, s.observation, s.input)
+            for s in self.steps
+            if s.tool and s.kind == "tool" and s.ok and not s.observation.startswith("You already called")
+        ]
+
+    def _has_exact_results(self) -> bool:
+        return any(o.deterministic for o in self._observed())
+
+    def _grounded(self, draft: str) -> str:
+        """The draft checked against the deterministic results (``backend.agents.grounding``)."""
+        g = ground_answer(draft, self._user_texts, self._observed())
+        if g.changed:
+            log.info("answer composed around the tool results: %s", "; ".join(g.problems))
+            self.grounding_problems = g.problems
+        return g.answer
 
     # ------------------------------------------------------------------ acting
     def _step(
@@ -415,13 +443,14 @@ class ReActAgent:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": self._question}]
         params = self.llm.params(final=True, stop=["<tool_call>", '{"name"'])
         gate = _AnswerGate()
+        held = self._has_exact_results()
         text = ""
         async with contextlib.aclosing(self.llm.stream(messages, params)) as events:
             async for ev in events:
                 if ev.content:
                     text += ev.content
                     out = gate.feed(ev.content)
-                    if out:
+                    if out and not held:
                         yield AnswerDelta(out)
         parsed = parse_react_text(_TOOL_CALL_RE.sub("", text), list(self.tools))
         answer = parsed.answer if isinstance(parsed, ParsedFinal) else ""
@@ -430,6 +459,10 @@ class ReActAgent:
             answer = "I could not finish within the step limit." + (
                 f" The last result was: {observed[-1].observation[:500]}" if observed else ""
             )
+        if held:
+            self.final = self._grounded(answer)
+            yield AnswerDelta(self.final)
+            return
         self.final = answer
         rest = self._remaining(answer, gate)
         if rest:

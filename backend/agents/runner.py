@@ -1,7 +1,8 @@
 """The agents' entry point: ``run_agent`` streams steps as they happen, the answer, then ``AgentDone``.
 
     async for ev in run_agent("react", messages, ctx, provider, params, settings):
-        AgentStep   -> a tool call (or plan / verification / format note) just finished
+        AgentStep   -> a tool call (or plan / verification / format note) just finished; in "code"
+                       mode each run of the program (tool python_code, input = the program)
         AnswerDelta -> a piece of the final answer text
         AgentDone   -> exactly once, last: the full answer, trace, sources, usage, LLM call count
 
@@ -16,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from backend.agents.code import CODE_TOOL
 from backend.agents.events import AgentDone, AgentEvent, AgentStep, AnswerDelta
 from backend.agents.llm import CountingLLM
 from backend.agents.messages import last_user_text
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("backend.agents.runner")
 
-AGENT_MODES = ("react", "plan_execute")
+AGENT_MODES = ("react", "plan_execute", "code")
 ANSWER_CHUNK_CHARS = 24
 
 
@@ -50,7 +52,7 @@ async def run_agent(
     style: Style | None = None,
     narrow_tools: bool = True,
 ) -> AsyncIterator[AgentEvent]:
-    """Run the ReAct or plan-and-execute agent over ``messages``; see the module docstring.
+    """Run the ReAct, plan-and-execute or code agent over ``messages``; see the module docstring.
 
     ``params`` are the request's sampling settings (temperature, max_tokens, seed, stop...);
     its tools/tool_choice/response_format are ignored: the agents use the server's tools.
@@ -64,6 +66,15 @@ async def run_agent(
     llm = CountingLLM(provider, params)
     tools = dict(tools) if tools is not None else select_tools(tool_names, settings)
     query = last_user_text(messages)
+    if mode == "code":
+        python_tool = tools.get(CODE_TOOL)
+        if python_tool is not None:
+            async for ev in _run_code(messages, ctx, llm, python_tool):
+                yield ev
+            return
+        # no sandbox here (python_code unavailable): the ReAct agent answers with the other tools
+        log.info("code mode without python_code (no sandbox here): using the ReAct agent")
+        mode = "react"
     if narrow_tools:
         tools = relevant_tools(query, tools)
     if mode == "react":
@@ -92,6 +103,24 @@ async def run_agent(
 
     async for ev in _run_plan_execute(messages, ctx, llm, tools, settings, session_id):
         yield ev
+
+
+async def _run_code(messages: list[Message], ctx: ToolContext, llm: CountingLLM, python_tool: Tool) -> AsyncIterator[AgentEvent]:
+    from backend.agents.code import CodeAgent
+
+    agent = CodeAgent(llm, ctx, python_tool)
+    run = agent.run(messages)
+    async with contextlib.aclosing(run):
+        async for ev in run:
+            yield ev
+    yield AgentDone(
+        content=agent.final,
+        steps=list(agent.steps),
+        mode="code",
+        reason=agent.stop_reason,
+        usage=llm.usage,
+        llm_calls=llm.calls,
+    )
 
 
 async def _run_plan_execute(

@@ -57,13 +57,14 @@ def _json_depth(value: object, limit: int) -> bool:
     return True
 
 
-async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
+async def read_json_object(request: Request, services: Services) -> dict:
+    """The request body as a JSON object, or a 400 (bad JSON, too deep, lone surrogates)."""
     raw = await request.body()
-    # decoding and validating up to MAX_BODY_BYTES of JSON is CPU work: off the event loop
-    return await asyncio.to_thread(_decode, raw, services.settings.max_json_depth, services.settings.max_tokens_limit)
+    # decoding up to MAX_BODY_BYTES of JSON is CPU work: off the event loop
+    return await asyncio.to_thread(_decode, raw, services.settings.max_json_depth)
 
 
-def _decode(raw: bytes, max_depth: int, max_tokens_limit: int) -> ChatCompletionRequest:
+def _decode(raw: bytes, max_depth: int) -> dict:
     try:
         payload = json.loads(raw)
     except RecursionError:  # thousands of nested brackets: deeper than the parser goes
@@ -80,10 +81,19 @@ def _decode(raw: bytes, max_depth: int, max_tokens_limit: int) -> ChatCompletion
         json.dumps(payload, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise BadRequestError("The request contains invalid Unicode (a lone surrogate escape).", code="invalid_unicode") from None
+    return payload
+
+
+def _validate(payload: dict, max_tokens_limit: int) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate(payload, context={"max_tokens_limit": max_tokens_limit})
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
+    payload = await read_json_object(request, services)
+    return await asyncio.to_thread(_validate, payload, services.settings.max_tokens_limit)
 
 
 def _retry_count(request: Request) -> int:

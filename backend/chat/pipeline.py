@@ -1,7 +1,8 @@
 """One chat-completion run: resolve model and mode, then produce events.
 
 ``ChatRun.prepare()`` does every check that can fail fast (model, mode, limits, rate limit,
-conversation ownership) so the client gets a proper HTTP status. ``ChatRun.events()`` yields
+conversation ownership) so the client gets a proper HTTP status; the rate limit comes before
+anything that costs work or leaves state (a ``"new"`` conversation, routing). ``ChatRun.events()`` yields
 the run's events (agent meta, steps, text deltas, tool calls, sources, finish) whether the
 answer comes from plain chat, RAG-grounded chat or an agent; the renderers in
 ``backend.chat.render`` turn them into a JSON body or SSE frames.
@@ -20,8 +21,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.chat.fabricated_output import ClaimGuard
 from backend.chat.messages import last_user_text, new_turn, normalise_messages
-from backend.chat.modes import MODE_ALIASES, resolve_model
+from backend.chat.modes import AGENT_MODES, MODE_ALIASES, resolve_model
 from backend.chat.scheduled import ScheduledProvider
 from backend.chat.schemas import ChatCompletionRequest
 from backend.errors import BadRequestError, ContextLengthExceededError
@@ -127,18 +129,20 @@ class ChatRun:
         # tokenising and the conversation files run off the event loop: a long prompt or a big
         # conversation delays this request only, never /health or other users
         await asyncio.to_thread(self._check_context, max_tokens)
-        if self.conversation_id is not None:
-            await asyncio.to_thread(self._open_conversation)
         if req.file_ids:
             for fid in req.file_ids:
                 require_id(fid, "file", what="document")
+        # the rate limit before any work or state: no routing (the router's LLM call takes a model
+        # slot), no "new" conversation left behind by a 429
+        self._rate_limit()
+        if self.conversation_id is not None:
+            await asyncio.to_thread(self._open_conversation)
         # client tools or a JSON format mean the caller wants the model's raw output
         self.mode = "chat" if (tools or req.response_format) and mode == "auto" else mode
         if self.mode == "auto":
             self.mode, self.result.agent = await self._route()
         elif self.mode != "chat":
             self.result.agent = AgentMeta(self.mode, "requested by the caller", "override")
-        self._rate_limit()
 
     def _open_conversation(self) -> None:
         if self.conversation_id == "new":
@@ -208,7 +212,7 @@ class ChatRun:
     async def events(self) -> AsyncIterator[Any]:
         if self.result.agent is not None:
             yield self.result.agent
-        if self.mode in ("react", "plan_execute"):
+        if self.mode in AGENT_MODES:
             async for ev in self._agent_events():
                 yield ev
         else:
@@ -226,31 +230,75 @@ class ChatRun:
             messages = [{"role": "system", "content": self.rag_context.system_prompt}, *messages]
             self.result.sources = list(self.rag_context.sources)
         provider = self._scheduled()
+        # a program with an invented ```output``` block is settled before it is shown (raw output
+        # for callers that asked for tool calls or JSON stays untouched)
+        guard = ClaimGuard() if not (self.params.tools or self.params.response_format) else None
+        held: list[StreamEvent] = []
         if not self.req.stream and provider.supports_complete:  # one upstream round trip, no SSE parsing
             done = await provider.complete(messages, self.params)
             events = [StreamEvent(content=done.content, tool_calls=done.tool_calls or None),
                       StreamEvent(finish_reason=done.finish_reason, usage=done.usage)]
-            for ev in events:
-                self._absorb(ev)
-                yield ev
         else:
-            async for ev in provider.stream(messages, self.params):
+            events = provider.stream(messages, self.params)
+        async for ev in _iterate(events):
+            if guard is not None and ev.content:
+                ev = StreamEvent(content=guard.feed(ev.content), tool_calls=ev.tool_calls,
+                                 finish_reason=ev.finish_reason, usage=ev.usage)
+            if guard is not None and (ev.finish_reason or ev.usage) and not ev.content and not ev.tool_calls:
+                held.append(ev)  # the end waits until the reply is settled
+                continue
+            if guard is None or ev.content or ev.tool_calls or ev.finish_reason or ev.usage:
                 self._absorb(ev)
                 yield ev
+        if guard is not None:
+            async for ev in self._settle(guard):
+                yield ev
+        for ev in held:
+            self._absorb(ev)
+            yield ev
         if self.result.sources:
             yield SourcesEvent(self.result.sources)
 
-    async def _agent_events(self) -> AsyncIterator[Any]:
-        from backend.agents.runner import run_agent
+    async def _settle(self, guard: ClaimGuard) -> AsyncIterator[Any]:
+        """Run the programs whose output the reply claims (``backend.chat.fabricated_output``)."""
+        from backend.agents.tools import run_tool
+        from backend.tools.registry import available_tools
+
+        tools = {n: t for n, t in available_tools(self.settings).items() if n == "python_code"}
+        ctx = self._tool_ctx()
+
+        async def run(program: str) -> Any:
+            return await run_tool(tools, ctx, "python_code", {"code": program})
+
+        rest, settled = await guard.settle(last_user_text(self.messages), run if tools else None)
+        for i, (program, result) in enumerate(settled.runs):
+            step = {
+                "index": len(self.result.steps) + i, "thought": "Run the program from the reply to check its output.",
+                "tool": "python_code", "input": program, "observation": result.output, "ok": result.ok,
+                "duration_s": round(result.duration_s, 4), "kind": "tool",
+            }
+            self.result.steps.append(step)
+            yield StepEvent(step)
+        if rest:
+            ev = StreamEvent(content=rest)
+            self._absorb(ev)
+            yield ev
+
+    def _tool_ctx(self) -> Any:
         from backend.tools.base import ToolContext
 
-        ctx = ToolContext(
+        return ToolContext(
             user_id=self.principal.user_id,
             settings=self.settings,
             services=self.services,
             request_id=self.request_id,
             file_ids=self.req.file_ids,
         )
+
+    async def _agent_events(self) -> AsyncIterator[Any]:
+        from backend.agents.runner import run_agent
+
+        ctx = self._tool_ctx()
         params = GenerationParams(**{**self.params.__dict__, "tools": None, "tool_choice": None})
         provider = self._scheduled()
         async for ev in run_agent(self.mode, self.messages, ctx, provider, params, self.settings):
@@ -330,6 +378,16 @@ class ChatRun:
                 response=response_body,
                 dedupe=self._dedupe_key is not None,
             )
+
+
+async def _iterate(events: Any) -> AsyncIterator[StreamEvent]:
+    """A list of events or an async stream of them, as one async stream."""
+    if isinstance(events, list):
+        for ev in events:
+            yield ev
+        return
+    async for ev in events:
+        yield ev
 
 
 def _step_dict(step: Any) -> dict[str, Any]:

@@ -201,7 +201,7 @@ class ChatCompletionRequest(_Loose):
     user: str | None = None
     # --- our extensions ---------------------------------------------------------
     conversation_id: str | None = Field(default=None, max_length=64)
-    mode: Literal["auto", "chat", "react", "plan-execute", "plan_execute"] | None = None
+    mode: Literal["auto", "chat", "react", "plan-execute", "plan_execute", "code"] | None = None
     file_ids: list[str] | None = Field(default=None, max_length=100)
     use_documents: bool | None = None
 

@@ -319,8 +319,8 @@ def ensure_model(settings: Settings, progress: ProgressCallback | None = None) -
 
 
 # ----------------------------------------------------------------------------- CLI
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Assemble and verify the embedded model file.")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Assemble and verify the embedded model file.")
     parser.add_argument("--model", choices=sorted(CATALOGUE), help="catalogue name (default: settings)")
     parser.add_argument("--requirements", action="store_true", help="print the requirements lines and exit")
     args = parser.parse_args(argv)

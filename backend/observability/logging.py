@@ -1,4 +1,8 @@
-"""Structured JSON logs; every line carries the request id of the request that caused it."""
+"""Logs: JSON lines for machines, plain lines for a person at a terminal; both carry the request id.
+
+``LOG_JSON`` unset: JSON unless stderr is a terminal. ``LOG_JSON=true``/``false`` forces one or the other
+(the compose file sets ``true``).
+"""
 
 from __future__ import annotations
 
@@ -30,10 +34,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: str = "info", json_logs: bool = True) -> None:
+class HumanFormatter(logging.Formatter):
+    """``12:00:01 INFO backend.access: POST /v1/chat/completions 200 [req_…]`` for reading in a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = request_id_var.get()
+        return f"{line} [{rid}]" if rid else line
+
+
+def use_json(json_logs: bool | None, stream: object = None) -> bool:
+    """The explicit choice, else JSON unless the log stream is a terminal."""
+    if json_logs is not None:
+        return json_logs
+    isatty = getattr(stream if stream is not None else sys.stderr, "isatty", None)
+    return not (isatty and isatty())
+
+
+def configure_logging(level: str = "info", json_logs: bool | None = None) -> None:
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if use_json(json_logs, sys.stderr) else HumanFormatter())
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "chromadb", "urllib3"):

@@ -102,5 +102,13 @@ async def python_code(ctx: ToolContext, code: str) -> ToolResult:
     return ToolResult(
         ok=result.ok,
         output=text,
-        data={"exit_code": result.exit_code, "timed_out": result.timed_out, "truncated": result.truncated},
+        data={
+            "exit_code": result.exit_code,
+            "timed_out": result.timed_out,
+            "truncated": result.truncated,
+            # the printed output alone: the code agent's answer is exactly this text
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+            "sandboxed": True,
+        },
     )

@@ -58,7 +58,7 @@ class ScriptedLLM(LLMProvider):
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 yield StreamEvent(content=text[i : i + self.chunk])
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):  # cancelled, or the consumer closed the stream
             self.cancelled += 1
             raise
         yield StreamEvent(finish_reason="stop", usage=Usage(prompt_tokens=10, completion_tokens=len(text) // 4 + 1))

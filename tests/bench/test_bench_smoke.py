@@ -94,8 +94,10 @@ def test_router_accuracy_heuristics(tmp_path: Path) -> None:
     stdout = run_script("router_accuracy", "--quick", "--no-llm", "--out", str(out))
     data = load(out)
     res = data["configs"]["heuristics"]
-    assert data["n_queries"] == 10 and len(res["rows"]) == 10
-    assert sum(sum(row.values()) for row in res["confusion"].values()) == 10
+    n = data["n_queries"]
+    assert n >= 40 and len(res["rows"]) == n  # every 5th of the >= 200 labelled queries
+    assert sum(sum(row.values()) for row in res["confusion"].values()) == n
+    assert set(res["splits"]) == {"tune", "heldout"}
     assert res["accuracy"] >= 0.6  # the heuristics route most labelled queries right
     assert "confusion" in stdout
 

@@ -1,4 +1,10 @@
-"""End to end: the real server (subprocess on loopback) + the real embedded model + the official SDK."""
+"""End to end: the real server (subprocess on loopback) + the real embedded model + the official SDK.
+
+The assertions are the server's guarantees (the response and every stream chunk validate against OpenAI's
+schema, usage adds up, JSON output parses, a forced tool is called with schema-valid arguments, the
+conversation is stored exactly as exchanged), never the 0.5B model's wording: answer quality is a rate,
+measured in bench/. Where a known text is needed, a JSON-schema ``const`` makes the grammar force it.
+"""
 
 from __future__ import annotations
 
@@ -27,19 +33,25 @@ def test_models_listed(live_server):
     validate(raw, "ListModelsResponse")
 
 
+COUNT = "1 2 3 4 5"
+FORCED = {"type": "json_schema", "json_schema": {"name": "count", "strict": True, "schema": {
+    "type": "object", "properties": {"count": {"const": COUNT}}, "required": ["count"], "additionalProperties": False}}}
+
+
 def test_non_stream_real_answer(live_server, chat_model):
     client = live_server.openai("bob")
     r = client.chat.completions.create(
         model=chat_model, messages=[{"role": "user", "content": "What is the capital of France? Answer in one word."}],
         max_tokens=16, temperature=0, seed=1)
     validate(r.model_dump(exclude_unset=True), "CreateChatCompletionResponse")
-    assert "paris" in r.choices[0].message.content.lower()
-    assert r.usage.prompt_tokens > 5 and r.usage.completion_tokens >= 1
+    assert isinstance(r.choices[0].message.content, str) and r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.prompt_tokens > 5 and 1 <= r.usage.completion_tokens <= 16
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
 
 
 def test_stream_with_usage_ends_with_done(live_server, chat_model):
-    body = {"model": chat_model, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 24,
-            "messages": [{"role": "user", "content": "Count from 1 to 5."}]}
+    body = {"model": chat_model, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 40,
+            "response_format": FORCED, "messages": [{"role": "user", "content": "Count from 1 to 5, as JSON."}]}
     with httpx.stream("POST", live_server.v1 + "/chat/completions", json=body, timeout=300,
                       headers={"Authorization": f"Bearer {live_server.tokens['bob']}"}) as r:
         assert r.status_code == 200
@@ -51,8 +63,9 @@ def test_stream_with_usage_ends_with_done(live_server, chat_model):
     assert len({c["id"] for c in chunks}) == 1
     assert sum(1 for c in chunks for ch in c["choices"] if ch["finish_reason"]) == 1
     text = "".join(ch["delta"].get("content") or "" for c in chunks for ch in c["choices"])
-    assert "3" in text
-    assert chunks[-1]["usage"]["completion_tokens"] >= 1
+    assert json.loads(text) == {"count": COUNT}  # the pieces join up to exactly what the grammar forced
+    assert sum(1 for c in chunks for ch in c["choices"] if ch["delta"].get("content")) >= 3  # streamed in pieces
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] >= 1
     # and the SDK parses the same stream
     stream = live_server.openai("bob").chat.completions.create(
         model=chat_model, messages=[{"role": "user", "content": "Say hi."}], stream=True, max_tokens=8,
@@ -89,10 +102,10 @@ def test_forced_tool_choice_yields_that_call(live_server, chat_model):
     r = live_server.openai("bob").chat.completions.create(
         model=chat_model, tools=tools, tool_choice={"type": "function", "function": {"name": "get_weather"}},
         messages=[{"role": "user", "content": "How warm is it in Berlin?"}], max_tokens=60, temperature=0)
-    call = r.choices[0].message.tool_calls[0]
+    (call,) = r.choices[0].message.tool_calls
     assert r.choices[0].finish_reason == "tool_calls"
-    assert call.function.name == "get_weather"
-    assert "berlin" in json.loads(call.function.arguments)["city"].lower()
+    assert call.function.name == "get_weather" and call.id
+    jsonschema.validate(json.loads(call.function.arguments), tools[0]["function"]["parameters"])
     # "required" also always yields a call, streamed as indexed deltas
     stream = live_server.openai("bob").chat.completions.create(
         model=chat_model, tools=tools, tool_choice="required", stream=True, max_tokens=60, temperature=0,
@@ -106,7 +119,8 @@ def test_forced_tool_choice_yields_that_call(live_server, chat_model):
                     names.append(tc.function.name)
                 args += tc.function.arguments or ""
     assert len(names) == 1 and names[0] in {"get_weather", "get_time"}
-    json.loads(args)
+    spec = next(t for t in tools if t["function"]["name"] == names[0])
+    jsonschema.validate(json.loads(args), spec["function"]["parameters"])
 
 
 def test_multi_turn_conversation_stored_and_listed(live_server, chat_model):
@@ -120,12 +134,15 @@ def test_multi_turn_conversation_stored_and_listed(live_server, chat_model):
                {"role": "user", "content": "What is my name?"}]
     second = client.chat.completions.create(model=chat_model, max_tokens=20, temperature=0, messages=history,
                                             extra_body={"conversation_id": conv_id})
-    assert "zorblax" in second.choices[0].message.content.lower()
+    assert second.model_extra["conversation_id"] == conv_id
+    assert second.usage.prompt_tokens > first.usage.prompt_tokens  # the history reached the model
     headers = {"Authorization": f"Bearer {live_server.tokens['bob']}"}
     listing = httpx.get(live_server.base_url + "/api/conversations", headers=headers).json()
     assert conv_id in [c["id"] for c in listing["data"]]
     conv = httpx.get(f"{live_server.base_url}/api/conversations/{conv_id}", headers=headers).json()
     assert [m["role"] for m in conv["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert [m["content"] for m in conv["messages"]] == [history[0]["content"], first.choices[0].message.content,
+                                                        "What is my name?", second.choices[0].message.content]
     other = httpx.get(f"{live_server.base_url}/api/conversations/{conv_id}",
                       headers={"Authorization": f"Bearer {live_server.tokens['alice']}"})
     assert other.status_code == 404
@@ -151,7 +168,7 @@ def test_api_key_works_with_sdk(live_server, chat_model):
     key = httpx.post(live_server.base_url + "/api/keys", json={"name": "sdk"}, headers=headers).json()["key"]
     client = openai.OpenAI(base_url=live_server.v1, api_key=key, max_retries=0)
     r = client.chat.completions.create(model=chat_model, messages=[{"role": "user", "content": "Say OK."}], max_tokens=5)
-    assert r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("stop", "length") and 1 <= r.usage.completion_tokens <= 5
 
 
 def test_health_detailed_reports_model_without_secrets(live_server):

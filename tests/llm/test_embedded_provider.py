@@ -1,4 +1,10 @@
-"""The embedded llama.cpp provider on the real Qwen2.5-Coder-0.5B model."""
+"""The embedded llama.cpp provider on the real Qwen2.5-Coder-0.5B model.
+
+The assertions are what the provider guarantees whatever the model says: usage counts, finish reasons,
+grammar-constrained output that parses and validates, forced tool calls, stop sequences, streaming shape.
+Where a known text is needed, a JSON-schema ``const`` makes the grammar force it. How often the 0.5B
+model's free answers are right is a rate, measured in bench/.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import pytest
 
 from backend.errors import BadRequestError, ContextLengthExceededError
 from backend.llm.embedded import EmbeddedProvider, normalise_messages
+from backend.llm.tool_calling import parse_tool_calls
 from backend.llm.types import GenerationParams
 from tests.llm.conftest import arun, collect, text_of
 
@@ -37,40 +44,46 @@ CALC = {
     },
 }
 ASK = [{"role": "user", "content": "What is the weather like in Paris right now?"}]
+COUNT = "1 2 3 4 5 6 7 8 9 10"
+# a schema with a const: the grammar leaves the model no choice but {"count": "1 2 ... 10"} (whitespace aside)
+FORCED = {"type": "json_schema", "json_schema": {"name": "count", "schema": {
+    "type": "object", "properties": {"count": {"const": COUNT}}, "required": ["count"], "additionalProperties": False}}}
+COUNT_ASK = [{"role": "user", "content": "Count from 1 to 10, separated by spaces, as JSON."}]
 
 
 def test_complete_answers_with_exact_usage(qwen: EmbeddedProvider):
     msgs = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
     result = arun(qwen.complete(msgs, GenerationParams(max_tokens=16, temperature=0)))
-    assert "paris" in (result.content or "").lower()
-    assert result.finish_reason == "stop"
+    assert isinstance(result.content, str) and result.tool_calls == []
+    assert result.finish_reason in ("stop", "length")
     tokens, _ = qwen.render_prompt(msgs, None)
     assert result.usage.prompt_tokens == len(tokens)
     assert result.usage.completion_tokens == qwen.count_tokens(result.content or "")
     assert 0 < result.usage.completion_tokens <= 16
+    if result.finish_reason == "length":
+        assert result.usage.completion_tokens == 16
 
 
 def test_stream_delivers_pieces_then_one_final_event(qwen: EmbeddedProvider):
-    msgs = [{"role": "user", "content": "Count from 1 to 10, separated by spaces."}]
-    events = arun(collect(qwen, msgs, max_tokens=40, temperature=0))
+    events = arun(collect(qwen, COUNT_ASK, max_tokens=60, temperature=0, response_format=FORCED))
     pieces = [e for e in events if e.content]
-    assert len(pieces) >= 5
-    assert "1 2 3" in text_of(events)
+    assert len(pieces) >= 5  # token by token, not one block at the end
+    assert json.loads(text_of(events)) == {"count": COUNT}
     finals = [e for e in events if e.finish_reason]
     assert len(finals) == 1 and finals[0] is events[-1] and finals[0].usage is not None
+    assert finals[0].finish_reason == "stop" and finals[0].usage.completion_tokens >= len(pieces)
 
 
 def test_max_tokens_gives_length(qwen: EmbeddedProvider):
-    msgs = [{"role": "user", "content": "Write a long story about a dragon."}]
-    result = arun(qwen.complete(msgs, GenerationParams(max_tokens=5)))
+    result = arun(qwen.complete(COUNT_ASK, GenerationParams(max_tokens=5, response_format=FORCED)))  # ~15 tokens forced
     assert result.finish_reason == "length"
     assert result.usage.completion_tokens == 5
 
 
 def test_stop_sequence_cuts_the_output(qwen: EmbeddedProvider):
-    msgs = [{"role": "user", "content": "Count from 1 to 10, separated by spaces."}]
-    result = arun(qwen.complete(msgs, GenerationParams(max_tokens=40, temperature=0, stop=["5"])))
-    assert result.content and "4" in result.content and "5" not in result.content and "6" not in result.content
+    # the grammar forces "... 4 5 6 ..."; the stop sequence must cut it before the 5
+    result = arun(qwen.complete(COUNT_ASK, GenerationParams(max_tokens=60, temperature=0, stop=["5"], response_format=FORCED)))
+    assert result.content and result.content.rstrip().endswith("1 2 3 4") and "5" not in result.content
     assert result.finish_reason == "stop"
 
 
@@ -107,7 +120,6 @@ def test_forced_named_tool_gives_valid_arguments(qwen: EmbeddedProvider):
     assert call.name == "get_weather" and call.id.startswith("call_")
     args = json.loads(call.arguments)
     jsonschema.validate(args, WEATHER["function"]["parameters"])
-    assert "paris" in args["city"].lower()
 
 
 def test_required_tool_choice_always_calls(qwen: EmbeddedProvider):
@@ -124,15 +136,20 @@ def test_tool_choice_none_never_calls(qwen: EmbeddedProvider):
     assert "<tool_call>" not in (result.content or "")
 
 
-def test_auto_recovers_a_call_written_as_text(qwen: EmbeddedProvider):
+def test_auto_returns_a_call_or_text_never_raw_markup(qwen: EmbeddedProvider):
+    """With tool_choice=auto the model may call or answer; either way the result is well-formed."""
     msgs = [
         {"role": "system", "content": "You are a helpful assistant. Use the tools when they help."},
         {"role": "user", "content": "Use the get_weather tool to look up the weather in Berlin."},
     ]
     result = arun(qwen.complete(msgs, GenerationParams(tools=[WEATHER], tool_choice="auto", max_tokens=80, temperature=0)))
-    assert result.finish_reason == "tool_calls", result.content
-    assert result.tool_calls[0].name == "get_weather"
-    assert "berlin" in json.loads(result.tool_calls[0].arguments)["city"].lower()
+    if result.finish_reason == "tool_calls":
+        assert result.tool_calls and all(c.name == "get_weather" for c in result.tool_calls)
+        for call in result.tool_calls:
+            jsonschema.validate(json.loads(call.arguments), WEATHER["function"]["parameters"])
+    else:  # an answer in words: text that is a recoverable call never comes back as text
+        assert result.tool_calls == [] and result.finish_reason in ("stop", "length")
+        assert parse_tool_calls(result.content or "", [WEATHER]) is None, result.content
 
 
 def test_tool_results_round_trip_through_the_template(qwen: EmbeddedProvider):
@@ -150,7 +167,7 @@ def test_tool_results_round_trip_through_the_template(qwen: EmbeddedProvider):
     assert prompt.index("<tool_call>") < prompt.index("<tool_response>\nOslo: -7 degrees")
     # (the 0.5B model tends to repeat the call here rather than answer: the agents must guard against that)
     result = arun(qwen.complete(msgs, GenerationParams(tools=[WEATHER], tool_choice="none", max_tokens=20)))
-    assert result.tool_calls == [] and result.content
+    assert result.tool_calls == [] and result.finish_reason in ("stop", "length")
 
 
 ESSAY = [{"role": "user", "content": "Write a very long essay about the history of computing."}]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,9 @@ from backend.rag.service import RagService
 from backend.services import Principal
 from backend.settings import Settings
 
-SHARED = Path(os.environ.get("SHARED_DIR", Path(__file__).resolve().parents[3] / "shared")) / "eval"
-PDF_DIR = SHARED / "docs" / "pdf"
-DOCX_DIR = SHARED / "docs" / "docx"
-SCIFACT_MINI = SHARED / "scifact_mini"
+DOCS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "docs"  # origins and licences: SOURCES.md there
+PDF_DIR = DOCS_DIR / "pdf"
+DOCX_DIR = DOCS_DIR / "docx"
 
 
 def make_rag_settings(tmp_path: Path, **overrides: Any) -> Settings:

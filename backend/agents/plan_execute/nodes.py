@@ -14,6 +14,7 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
 from backend.agents.events import AgentStep, merge_sources
+from backend.agents.grounding import Observed, ground_answer
 from backend.agents.messages import text_of
 from backend.agents.plan_execute import prompts
 from backend.agents.plan_execute.state import PlanExecuteState, PlanStep, RunContext, ToolOutcome, ToolTask
@@ -244,11 +245,27 @@ async def execute_tool(task: ToolTask, runtime: Runtime[RunContext]) -> dict[str
 
 
 # ------------------------------------------------------------------------------- reasoning
+def _observed(results: dict[str, ToolOutcome]) -> list[Observed]:
+    return [Observed(r["tool"], r["output"], r["arguments"]) for r in results.values() if r["ok"]]
+
+
+def _all_deterministic(results: list[ToolOutcome]) -> bool:
+    return bool(results) and all(r["ok"] and Observed(r["tool"], r["output"]).deterministic for r in results)
+
+
 async def reasoning(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """The drafted answer, checked against the deterministic results (``backend.agents.grounding``)."""
     rc = runtime.context
-    system = prompts.REASON_SYSTEM.format(results=_results_text(state.get("tool_results", {})))
-    out = await rc.llm.complete([{"role": "system", "content": system}, *_history(state)], rc.llm.params(final=True))
-    return {"draft": (out.content or "").strip()}
+    results = state.get("tool_results", {})
+    system = prompts.REASON_SYSTEM.format(results=_results_text(results))
+    history = _history(state)
+    out = await rc.llm.complete([{"role": "system", "content": system}, *history], rc.llm.params(final=True))
+    draft = (out.content or "").strip()
+    user_texts = [m["content"] for m in history if m["role"] == "user"] + [state.get("question", "")]
+    g = ground_answer(draft, user_texts, _observed(results))
+    if g.changed:
+        log.info("answer composed around the tool results: %s", "; ".join(g.problems))
+    return {"draft": g.answer}
 
 
 # ------------------------------------------------------------------------------- verification
@@ -263,6 +280,19 @@ async def verify(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[
         ok, problem = False, "the answer was empty"
     elif this_round and not any(r["ok"] for r in this_round):
         ok, problem = False, "every tool call failed: " + "; ".join(r["output"][:150] for r in this_round)
+    elif _all_deterministic(this_round):
+        # computed results, and the answer states them exactly by construction: nothing for a checker to add
+        _emit(
+            rc.new_step(
+                thought="Verification",
+                tool=None,
+                input=None,
+                observation="skipped: every result is computed (math/code/SQL/data) and stated exactly",
+                ok=True,
+                kind="verify",
+            )
+        )
+        return {"verified": True, "feedback": ""}
     else:
         params = rc.llm.params(
             response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": VERIFY_SCHEMA}},

@@ -1,0 +1,150 @@
+"""The code agent (program-of-thought / CodeAct): the model writes a program, the sandbox runs it.
+
+    question -> one model call: a short Python program -> python_code (bubblewrap sandbox)
+             -> printed output == the answer            (exact by construction: no restating call)
+             -> on an error: traceback back to the model, at most ``MAX_REPAIRS`` repairs
+
+The answer is the program's printed output itself, so a result can never be miscopied. Each
+run is one step (tool ``python_code``, input = the program, observation = what it printed).
+Generation stops as soon as the reply holds a closed python block: whatever the model would
+write after it (an invented ```output``` block, an explanation) is never generated.
+A reply without a program (the question needed no computation) is the answer as written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from backend.agents.events import AgentStep, AnswerDelta
+from backend.agents.llm import CountingLLM
+from backend.agents.messages import split_conversation
+from backend.agents.program import ensure_prints, extract_program, has_complete_python_block
+from backend.agents.tools import run_tool, trace_observation
+from backend.llm.types import Message
+from backend.tools.base import Tool, ToolContext, ToolResult
+
+MAX_REPAIRS = 2
+PROGRAM_MAX_TOKENS = 512
+ERROR_PROMPT_CHARS = 1200
+ANSWER_CHUNK_CHARS = 24
+CODE_TOOL = "python_code"
+
+#: short and stable: its KV state is reused across requests (see the embedded provider's prefix cache)
+CODE_SYSTEM = """You answer questions by writing a short Python 3 program.
+Compute everything in the program; never type a result yourself.
+The program must print() the final answer as a short sentence, e.g. print(f"The total is {total}.").
+Standard library and sympy only; no input(), files or network.
+Reply with only the program in one ```python block."""
+
+REPAIR_PROMPT = """The program failed:
+{error}
+Fix it. Reply with only the corrected program in one ```python block."""
+
+NO_OUTPUT_PROMPT = "The program printed nothing. Print the final answer with print(). Reply with only the program."
+
+
+def program_stdout(result: ToolResult) -> str:
+    """What the program printed (without the tool's stderr/notes decoration)."""
+    data = result.data or {}
+    out = data.get("stdout")
+    return (out if isinstance(out, str) else result.output).strip()
+
+
+def error_text(result: ToolResult) -> str:
+    text = result.output
+    return text if len(text) <= ERROR_PROMPT_CHARS else "..." + text[-ERROR_PROMPT_CHARS:]
+
+
+def format_answer(output: str) -> str:
+    """The answer is the printed output, verbatim; several lines keep their layout in a block."""
+    out = output.strip()
+    return out if "\n" not in out else "```\n" + out + "\n```"
+
+
+class CodeAgent:
+    def __init__(self, llm: CountingLLM, ctx: ToolContext, python_tool: Tool | None, *, max_repairs: int = MAX_REPAIRS) -> None:
+        self.llm = llm
+        self.ctx = ctx
+        self.tools: dict[str, Tool] = {CODE_TOOL: python_tool} if python_tool is not None else {}
+        self.max_repairs = max_repairs
+        self.steps: list[AgentStep] = []
+        self.final = ""
+        self.stop_reason = "answered"
+        self.output: str | None = None  # the printed output the answer was built from
+
+    async def _write(self, convo: list[Message]) -> str:
+        """One model call; stops reading (and so generating) once a python block is closed."""
+        params = self.llm.params(max_tokens=PROGRAM_MAX_TOKENS)
+        text = ""
+        async with contextlib.aclosing(self.llm.stream(convo, params)) as events:
+            async for ev in events:
+                if ev.content:
+                    text += ev.content
+                    if has_complete_python_block(text):
+                        break
+        return text
+
+    def _step(self, thought: str, program: str, result: ToolResult, duration: float) -> AgentStep:
+        step = AgentStep(
+            index=len(self.steps),
+            thought=thought,
+            tool=CODE_TOOL,
+            input=program,
+            observation=trace_observation(result.output),
+            ok=result.ok,
+            duration_s=round(result.duration_s or duration, 4),
+            kind="tool",
+        )
+        self.steps.append(step)
+        return step
+
+    async def run(self, messages: list[Message]) -> AsyncIterator[AgentStep | AnswerDelta]:
+        client_system, turns = split_conversation(messages)
+        system = CODE_SYSTEM + ("\n\n" + client_system if client_system else "")
+        convo: list[Message] = [{"role": "system", "content": system}, *turns]
+        last_error = ""
+        for attempt in range(self.max_repairs + 1):
+            reply = await self._write(convo)
+            program = extract_program(reply)
+            if program is None:
+                if attempt == 0:  # no computation needed: the reply is the answer
+                    self.final = reply.strip() or "I could not write a program for this question."
+                    self.stop_reason = "no_program"
+                    break
+                last_error = "the reply did not contain a program"
+                convo += [{"role": "assistant", "content": reply}, {"role": "user", "content": NO_OUTPUT_PROMPT}]
+                continue
+            program = ensure_prints(program)
+            start = time.perf_counter()
+            result = await run_tool(self.tools, self.ctx, CODE_TOOL, {"code": program})
+            stdout = program_stdout(result) if result.ok else ""
+            thought = "Write a program that computes the answer." if attempt == 0 else f"Repair {attempt}: fix the program."
+            yield self._step(thought, program, result, time.perf_counter() - start)
+            if result.ok and stdout and not stdout.startswith("(no output"):
+                self.output = stdout
+                self.final = format_answer(stdout)
+                self.stop_reason = "answered"
+                break
+            if not result.ok and _unavailable(result):
+                last_error = result.output
+                break  # no sandbox here: repairs cannot help
+            last_error = result.output if not result.ok else "the program printed nothing"
+            follow = REPAIR_PROMPT.format(error=error_text(result)) if not result.ok else NO_OUTPUT_PROMPT
+            convo += [{"role": "assistant", "content": f"```python\n{program}\n```"}, {"role": "user", "content": follow}]
+        else:
+            self.stop_reason = "program_failed"
+        if not self.final:
+            self.stop_reason = "program_failed"
+            self.final = "I could not compute the answer: the program failed." + (
+                f"\n\n```\n{last_error.strip()[-600:]}\n```" if last_error.strip() else ""
+            )
+        for i in range(0, len(self.final), ANSWER_CHUNK_CHARS):
+            yield AnswerDelta(self.final[i : i + ANSWER_CHUNK_CHARS])
+
+
+def _unavailable(result: ToolResult) -> bool:
+    text = result.output.lower()
+    return "sandbox is unavailable" in text or "code execution is disabled" in text or "unknown tool" in text
+
