@@ -61,6 +61,9 @@ def _serve(argv: list[str]) -> int:
         log_config=None,
         access_log=False,  # backend.access writes one structured line per request
         timeout_graceful_shutdown=5,
+        # X-Forwarded-For is read only from the configured proxies (none by default)
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=",".join(settings.forwarded_allow_ips) or None,
     )
     return 0
 

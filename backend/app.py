@@ -16,7 +16,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from backend.errors import install_handlers
-from backend.middleware import BodyLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
+from backend.middleware import (
+    BodyLimitMiddleware,
+    BrowserGuardMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    is_loopback_host,
+)
 from backend.settings import Settings
 
 log = logging.getLogger("backend.app")
@@ -90,6 +96,9 @@ async def _start_mcp(services, endpoint, stack: contextlib.AsyncExitStack) -> No
 def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  # noqa: ANN001
     """``provider`` replaces the configured model backend (tests use a scripted one)."""
     settings = settings or Settings()
+    if settings.allow_anonymous and not is_loopback_host(settings.host):
+        raise ValueError("ALLOW_ANONYMOUS needs the server bound to loopback (HOST=127.0.0.1): anyone who can "
+                         f"reach {settings.host} would otherwise use it without credentials")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -161,6 +170,7 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
             allow_headers=["Authorization", "Content-Type", "X-Conversation-Id", "Idempotency-Key"],
             expose_headers=["X-Conversation-Id", "X-Request-Id", "Retry-After"],
         )
+    app.add_middleware(BrowserGuardMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware (streaming-safe): request context, security headers, body limits."""
+"""Pure ASGI middleware (streaming-safe): request context, security headers, the browser guard
+(Host allow-list, Origin check, JSON content type) and body limits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -174,3 +176,114 @@ class BodyLimitMiddleware:
             if not started:
                 await _send_json(send, 413, error_body(message, "invalid_request_error", None, "payload_too_large"),
                                  [(b"connection", b"close"), (b"x-should-retry", b"false")])
+
+
+# ------------------------------------------------------------------------------ browser guard
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+# media types each body-carrying route accepts; every other /v1 and /api route takes JSON only
+_FORM_TYPES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+_BODY_TYPES = {"/api/files/upload": ("multipart/form-data",), "/api/auth/login": _FORM_TYPES}
+
+
+def split_host(value: str) -> tuple[str, str | None]:
+    """``"Example.org:8080"`` → ``("example.org", "8080")``; ``"[::1]:80"`` → ``("::1", "80")``."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end == -1:
+            return value, None
+        rest = value[end + 1 :]
+        return value[1:end], ((rest[1:] or None) if rest.startswith(":") else None)
+    host, sep, port = value.rpartition(":")
+    if not sep or ":" in host:  # no port, or a bare IPv6 address
+        return value.rstrip("."), None
+    return host.rstrip("."), port or None
+
+
+def is_loopback_host(host: str) -> bool:
+    name, _ = split_host(host)
+    return name in LOOPBACK_HOSTS or name.startswith("127.")
+
+
+def allowed_host_names(settings: Settings) -> frozenset[str]:
+    names = set(LOOPBACK_HOSTS)
+    names.update(split_host(h)[0] for h in settings.allowed_hosts)
+    if settings.host not in _WILDCARD_BINDS:
+        names.add(split_host(settings.host)[0])
+    return frozenset(names)
+
+
+def _origin_key(origin: str) -> tuple[str, str | None] | None:
+    parts = urlsplit(origin)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        port = str(parts.port) if parts.port is not None else None
+    except ValueError:
+        return None
+    return parts.hostname.rstrip("."), (None if port == _DEFAULT_PORTS[parts.scheme] else port)
+
+
+def _host_key(host: str) -> tuple[str, str | None]:
+    name, port = split_host(host)
+    return name, (None if port in ("80", "443") else port)
+
+
+class BrowserGuardMiddleware:
+    """What keeps a web page the user happens to visit from driving this server.
+
+    * Host allow-list (DNS rebinding): a Host header that is not localhost, 127.0.0.1, [::1], the
+      bind address or one of ``ALLOWED_HOSTS`` → 421.
+    * Origin check (CSRF): a state-changing request whose ``Origin`` is neither this server's own
+      origin nor in ``CORS_ORIGINS`` → 403 (``Origin: null`` included).
+    * Content type: a body sent to a JSON route must be ``application/json`` → 415 otherwise, which
+      also rules out the "simple" cross-site form and text/plain posts browsers send without asking.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.hosts = allowed_host_names(settings)
+        self.origins = frozenset(o.rstrip("/").lower() for o in settings.cors_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = self._check(scope, dict(scope["headers"]))
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        status, message, code = problem
+        etype = "permission_error" if status == 403 else "invalid_request_error"
+        await _send_json(send, status, error_body(message, etype, None, code), [(b"x-should-retry", b"false")])
+
+    def _check(self, scope: Scope, headers: dict[bytes, bytes]) -> tuple[int, str, str] | None:
+        raw_host = headers.get(b"host")
+        host = raw_host.decode("latin-1") if raw_host is not None else None
+        if host is not None and split_host(host)[0] not in self.hosts:
+            return 421, ("This server does not answer for that Host name; add it to ALLOWED_HOSTS if it is "
+                         "yours."), "host_not_allowed"
+        method = scope["method"]
+        if method not in STATE_CHANGING:
+            return None
+        origin = headers.get(b"origin")
+        if origin is not None:
+            value = origin.decode("latin-1").strip()
+            same = host is not None and _origin_key(value) == _host_key(host)
+            if not same and value.rstrip("/").lower() not in self.origins:
+                return 403, "Requests from this web origin are not allowed; add it to CORS_ORIGINS.", "origin_not_allowed"
+        elif headers.get(b"sec-fetch-site") == b"cross-site":
+            return 403, "Cross-site requests are not allowed.", "origin_not_allowed"
+        path = scope["path"]
+        if method == "DELETE" or not path.startswith(("/v1/", "/api/")):
+            return None
+        if headers.get(b"content-length", b"0") in (b"0", b"") and b"transfer-encoding" not in headers:
+            return None  # no body: nothing to interpret
+        media = headers.get(b"content-type", b"").decode("latin-1").split(";", 1)[0].strip().lower()
+        accepted = _BODY_TYPES.get(path, ("application/json",))
+        if media not in accepted:
+            return 415, f"Send the request body as {' or '.join(accepted)}.", "unsupported_media_type"
+        return None

@@ -38,6 +38,7 @@ class Principal:
     role: str  # "admin" | "user"
     via: str  # "jwt" | "api_key" | "anonymous"
     token_id: str | None = None  # jti of the JWT, or the API key id
+    scopes: frozenset[str] = frozenset()  # what this credential may do (backend.auth.scopes)
 
     @property
     def is_admin(self) -> bool:

@@ -202,11 +202,34 @@ class Settings(BaseSettings):
     sandbox_cgroup: Literal["auto", "off"] = "auto"
     sandbox_uid_base: int = 200_000  # as root, run i of the concurrent slots runs as uid base+i
 
-    @field_validator("cors_origins", "ssrf_allow_hosts", "mcp_server_tools", mode="before")
+    # --- security boundary (hardening round 2: hosts, origins, keys, throttles, metrics) ---------
+    # Host names accepted besides localhost, 127.0.0.1 and [::1] (the DNS-rebinding guard): the
+    # names a browser or proxy uses to reach this server, e.g. "chat.example.org"
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # addresses (or networks) whose X-Forwarded-For is believed: the reverse proxy; none by default, never "*"
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_tokens_limit: int = Field(default=32_768, ge=1)  # ceiling on max_tokens / max_completion_tokens
+    metrics_token: SecretStr | None = None  # if set, GET /metrics needs "Authorization: Bearer <token>"
+    health_cache_s: float = Field(default=10.0, ge=0)  # /health/detailed and /metrics reuse one upstream probe
+    login_throttle_max_keys: int = Field(default=10_000, ge=100)  # usernames/IPs the login throttle remembers
+    registration_max_per_ip: int = Field(default=5, ge=1)  # self-registrations per client IP per window
+    registration_window_s: int = Field(default=3600, ge=1)
+    api_key_max_days: int = Field(default=0, ge=0)  # 0: keys may be created without expiry
+    # sha256 of the GGUF at EMBEDDED_MODEL_PATH (a catalogue model's own digest is known already)
+    embedded_model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+
+    @field_validator("cors_origins", "ssrf_allow_hosts", "mcp_server_tools", "allowed_hosts", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _no_wildcard_proxy(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            raise ValueError("FORWARDED_ALLOW_IPS cannot be '*': name the reverse proxy's address (or network)")
         return value
 
     # --- derived paths ---------------------------------------------------------

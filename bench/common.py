@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import socket
 import statistics
 import subprocess
@@ -29,7 +30,7 @@ RESULTS = REPO / "bench" / "results"
 MODELS_DIR = Path(os.environ.get("BENCH_MODELS_DIR", REPO / "data" / "models"))
 BENCH_DATA = REPO / "bench" / "data"  # small freely licensed sets; origins in bench/data/SOURCES.md
 PASSWORD = "bench-password-123"
-SECRET = "bench-secret-" + "x" * 40
+SECRET = secrets.token_urlsafe(48)  # per run: the server refuses well-known or weak secrets
 
 SCIFACT_HELP = (
     "SciFact is CC BY-NC 2.0 (non-commercial), so it is not in the repository. Point the benchmark at a BEIR-layout "

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -27,7 +28,8 @@ from tests.fakes import ScriptedProvider
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_DIR = Path(os.environ.get("TEST_MODELS_DIR", REPO / "data" / "models"))
-TEST_SECRET = "test-secret-" + "x" * 40
+# a fresh random signing key per test session (the server refuses well-known or weak secrets)
+TEST_SECRET = secrets.token_urlsafe(48)
 PASSWORD = "correct horse battery"
 
 
@@ -52,6 +54,7 @@ def make_settings(tmp_path: Path):
             "serve_frontend": False,
             "log_json": False,
             "router_use_llm": False,
+            "allowed_hosts": ["testserver"],  # the host name TestClient sends
         }
         base.update(overrides)
         return Settings(_env_file=None, **base)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -11,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from backend.account import delete_user, export_user
 from backend.api.account import zip_response
-from backend.api.deps import admin_user, get_services
+from backend.api.deps import admin_user, get_services, off_loop, slow_hash
+from backend.auth.password_change import change_password
 from backend.errors import BadRequestError
 from backend.services import Principal, Services
 from backend.storage.users import public_user
@@ -33,13 +33,13 @@ class UserPatch(BaseModel):
 @router.get("/users")
 async def list_users(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
                      _: Principal = Depends(admin_user), services: Services = Depends(get_services)) -> dict[str, Any]:
-    users, total = services.users.list(limit, offset)
+    users, total = await off_loop(services, services.users.list, limit, offset)
     return {"data": [public_user(u) for u in users], "total": total, "has_more": offset + len(users) < total}
 
 
 @router.post("/users", status_code=201)
 async def create_user(body: NewUser, admin: Principal = Depends(admin_user), services: Services = Depends(get_services)) -> dict[str, Any]:
-    user = await asyncio.to_thread(services.users.create, body.username, body.password, body.role)
+    user = await slow_hash(services, services.users.create, body.username, body.password, body.role)
     services.audit.record("user_created", user=user["id"], by=admin.user_id, role=body.role)
     return public_user(user)
 
@@ -47,21 +47,20 @@ async def create_user(body: NewUser, admin: Principal = Depends(admin_user), ser
 @router.patch("/users/{user_id}")
 async def update_user(user_id: str, body: UserPatch, admin: Principal = Depends(admin_user),
                       services: Services = Depends(get_services)) -> dict[str, Any]:
-    services.users.require(user_id)
+    await off_loop(services, services.users.require, user_id)
     if body.disabled is not None:
         if user_id == admin.user_id and body.disabled:
             raise BadRequestError("You cannot disable your own account.")
-        services.users.set_disabled(user_id, body.disabled)
+        await off_loop(services, services.users.set_disabled, user_id, body.disabled)
         services.audit.record("user_disabled" if body.disabled else "user_enabled", user=user_id, by=admin.user_id)
     if body.password is not None:
-        await asyncio.to_thread(services.users.set_password, user_id, body.password)
-        services.audit.record("password_changed", user=user_id, by=admin.user_id)
-    return public_user(services.users.require(user_id))
+        await slow_hash(services, change_password, services, user_id, body.password, by=admin.user_id)
+    return public_user(await off_loop(services, services.users.require, user_id))
 
 
 @router.get("/users/{user_id}/export", response_class=Response)
 async def export_any(user_id: str, admin: Principal = Depends(admin_user), services: Services = Depends(get_services)) -> Response:
-    user = services.users.require(user_id)
+    user = await off_loop(services, services.users.require, user_id)
     services.audit.record("export", user=user_id, by=admin.user_id)
     return zip_response(await export_user(services, user_id), f"export-{user['username']}.zip")
 

@@ -28,6 +28,11 @@ def _json_depth(value: object, limit: int) -> bool:
 async def read_json_object(request: Request, settings: Settings) -> dict[str, Any]:
     """The body as a JSON object; malformed, too deep or non-Unicode bodies are a clear 400."""
     raw = await request.body()
+    # decoding up to MAX_BODY_BYTES of JSON is CPU work: off the event loop
+    return await asyncio.to_thread(_decode, raw, settings.max_json_depth)
+
+
+def _decode(raw: bytes, max_depth: int) -> dict[str, Any]:
     try:
         payload = json.loads(raw)
     except RecursionError:  # thousands of nested brackets: deeper than the parser goes
@@ -38,7 +43,7 @@ async def read_json_object(request: Request, settings: Settings) -> dict[str, An
         ) from None
     if not isinstance(payload, dict):
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
-    if not _json_depth(payload, settings.max_json_depth):
+    if not _json_depth(payload, max_depth):
         raise BadRequestError("The request body is nested too deeply.", code="too_deep")
     try:  # a lone surrogate escape ("\ud800") is not Unicode: it could be neither stored nor answered
         json.dumps(payload, ensure_ascii=False).encode("utf-8")

@@ -1,4 +1,7 @@
-"""``/api/conversations``: the caller's conversations only (another user's id is a 404)."""
+"""``/api/conversations``: the caller's conversations only (another user's id is a 404).
+
+Plain ``def`` handlers: FastAPI runs them in its thread pool, so reading and writing the JSON
+files never holds up the event loop."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ class ConversationPatch(BaseModel):
 
 
 @router.get("")
-async def list_conversations(limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0),
+def list_conversations(limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0),
                              principal: Principal = Depends(current_user),
                              services: Services = Depends(get_services)) -> dict[str, Any]:
     items, total = services.conversations.list(principal.user_id, limit, offset)
@@ -31,26 +34,26 @@ async def list_conversations(limit: int = Query(20, ge=1, le=200), offset: int =
 
 
 @router.post("", status_code=201)
-async def create_conversation(body: NewConversation | None = None, principal: Principal = Depends(current_user),
+def create_conversation(body: NewConversation | None = None, principal: Principal = Depends(current_user),
                               services: Services = Depends(get_services)) -> dict[str, Any]:
     conv = services.conversations.create(principal.user_id, body.title if body else None)
     return summary(conv)
 
 
 @router.get("/{conversation_id}")
-async def get_conversation(conversation_id: str, principal: Principal = Depends(current_user),
+def get_conversation(conversation_id: str, principal: Principal = Depends(current_user),
                            services: Services = Depends(get_services)) -> dict[str, Any]:
     conv = services.conversations.get(principal.user_id, conversation_id)
     return {**summary(conv), "messages": conv.get("messages", [])}
 
 
 @router.patch("/{conversation_id}")
-async def rename_conversation(conversation_id: str, body: ConversationPatch, principal: Principal = Depends(current_user),
+def rename_conversation(conversation_id: str, body: ConversationPatch, principal: Principal = Depends(current_user),
                               services: Services = Depends(get_services)) -> dict[str, Any]:
     return services.conversations.rename(principal.user_id, conversation_id, body.title)
 
 
 @router.delete("/{conversation_id}", status_code=204)
-async def delete_conversation(conversation_id: str, principal: Principal = Depends(current_user),
+def delete_conversation(conversation_id: str, principal: Principal = Depends(current_user),
                               services: Services = Depends(get_services)) -> None:
     services.conversations.delete(principal.user_id, conversation_id)

@@ -1,15 +1,24 @@
-"""Liveness, readiness details and Prometheus metrics (no secrets in any of them)."""
+"""Liveness, readiness details and Prometheus metrics (no secrets in any of them).
+
+``/health/detailed`` asks the model backend at most once per ``HEALTH_CACHE_S`` (one probe is
+shared by concurrent callers), so polling it cannot turn into load on the upstream. ``/metrics``
+never calls the upstream and needs ``Authorization: Bearer $METRICS_TOKEN`` when that is set.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import os
 import tempfile
+import time
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from backend.api.deps import get_services
+from backend.api.deps import get_services, off_loop
+from backend.errors import AuthenticationError
 from backend.services import Services
 
 router = APIRouter(tags=["health"])
@@ -20,9 +29,9 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _storage_writable(services: Services) -> dict[str, Any]:
+def _storage_writable(data_dir: Any) -> dict[str, Any]:
     try:
-        fd, name = tempfile.mkstemp(prefix=".~health.", suffix=".tmp", dir=services.settings.data_dir)
+        fd, name = tempfile.mkstemp(prefix=".~health.", suffix=".tmp", dir=data_dir)
         os.close(fd)
         os.unlink(name)
         return {"ok": True}
@@ -30,13 +39,37 @@ def _storage_writable(services: Services) -> dict[str, Any]:
         return {"ok": False, "error": exc.strerror or "not writable"}
 
 
-@router.get("/health/detailed")
-async def health_detailed(services: Services = Depends(get_services)) -> JSONResponse:
+async def _probe(services: Services) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
-        model = await services.provider.health()
+        model = await asyncio.wait_for(services.provider.health(), timeout=10)
     except Exception as exc:  # the backend being down is what this endpoint reports
         model = {"ok": False, "error": type(exc).__name__}
-    storage = _storage_writable(services)
+    return model, await off_loop(services, _storage_writable, services.settings.data_dir)
+
+
+async def cached_probe(services: Services) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model and storage checks, reused for ``HEALTH_CACHE_S``; concurrent callers share one."""
+    state = services.extras.setdefault("health_probe", {"at": 0.0, "value": None, "lock": asyncio.Lock()})
+
+    def fresh() -> bool:
+        if state["value"] is None:
+            return False
+        ok = state["value"][0].get("ok") and state["value"][1].get("ok")
+        ttl = services.settings.health_cache_s if ok else min(1.0, services.settings.health_cache_s)
+        return time.monotonic() - state["at"] < ttl  # a failure is re-checked sooner: recovery shows
+
+    if fresh():
+        return state["value"]
+    async with state["lock"]:
+        if not fresh():
+            state["value"] = await _probe(services)
+            state["at"] = time.monotonic()
+        return state["value"]
+
+
+@router.get("/health/detailed")
+async def health_detailed(services: Services = Depends(get_services)) -> JSONResponse:
+    model, storage = await cached_probe(services)
     queue = {"active": services.scheduler.active, "waiting": services.scheduler.waiting,
              "capacity": services.scheduler.capacity, "max_queue": services.scheduler.max_queue}
     ok = bool(model.get("ok")) and storage["ok"]
@@ -51,8 +84,18 @@ async def health_detailed(services: Services = Depends(get_services)) -> JSONRes
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
+def _check_metrics_token(request: Request, services: Services) -> None:
+    expected = services.settings.metrics_token
+    if expected is None:
+        return
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), expected.get_secret_value().encode()):
+        raise AuthenticationError("GET /metrics needs 'Authorization: Bearer <METRICS_TOKEN>'.", code="invalid_metrics_token")
+
+
 @router.get("/metrics", response_class=Response)
-async def metrics(services: Services = Depends(get_services)) -> Response:
+async def metrics(request: Request, services: Services = Depends(get_services)) -> Response:
+    _check_metrics_token(request, services)
     services.metrics.queue_depth.set(services.scheduler.waiting)
     services.metrics.queue_active.set(services.scheduler.active)
     return Response(services.metrics.render(), media_type=services.metrics.content_type)

@@ -53,12 +53,16 @@ async def get_model(
     return _model_entry(model_id)
 
 
-async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
-    payload = await read_json_object(request, services.settings)
+def _validate(payload: dict, max_tokens_limit: int) -> ChatCompletionRequest:
     try:
-        return ChatCompletionRequest.model_validate(payload)
+        return ChatCompletionRequest.model_validate(payload, context={"max_tokens_limit": max_tokens_limit})
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
+    payload = await read_json_object(request, services.settings)
+    return await asyncio.to_thread(_validate, payload, services.settings.max_tokens_limit)
 
 
 def _retry_count(request: Request) -> int:
@@ -109,7 +113,7 @@ async def chat_completions(
             raise
         finally:
             watcher.cancel()
-        run.finish(body)
+        await asyncio.to_thread(run.finish, body)  # the conversation append: off the event loop
         metrics.completions.labels(run.base_model, run.mode, stream_label, "ok").inc()
         return JSONResponse(body, headers=headers)
 

@@ -10,6 +10,7 @@ answer comes from plain chat, RAG-grounded chat or an agent; the renderers in
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import json
@@ -128,7 +129,9 @@ class ChatRun:
             presence_penalty=req.presence_penalty,
             frequency_penalty=req.frequency_penalty,
         )
-        self._check_context(max_tokens)
+        # tokenising and the conversation files run off the event loop: a long prompt or a big
+        # conversation delays this request only, never /health or other users
+        await asyncio.to_thread(self._check_context, max_tokens)
         if req.file_ids:
             for fid in req.file_ids:
                 require_id(fid, "file", what="document")
@@ -136,23 +139,24 @@ class ChatRun:
         # slot), no "new" conversation left behind by a 429
         self._rate_limit()
         if self.conversation_id is not None:
-            if self.conversation_id == "new":
-                conv = self.services.conversations.create(self.principal.user_id)
-                self.conversation_id = conv["id"]
-            else:
-                require_id(self.conversation_id, "conv", what="conversation")
-                self.services.conversations.get(self.principal.user_id, self.conversation_id)
-            turn = json.dumps(new_turn(self.messages), sort_keys=True, ensure_ascii=False)
-            self.turn_fingerprint = "auto-" + hashlib.sha256(turn.encode()).hexdigest()[:32]
-            self.replayed = self.services.conversations.replay(
-                self.principal.user_id, self.conversation_id, self._dedupe_key
-            )
+            await asyncio.to_thread(self._open_conversation)
         # client tools or a JSON format mean the caller wants the model's raw output
         self.mode = "chat" if (tools or req.response_format) and mode == "auto" else mode
         if self.mode == "auto":
             self.mode, self.result.agent = await self._route()
         elif self.mode != "chat":
             self.result.agent = AgentMeta(self.mode, "requested by the caller", "override")
+
+    def _open_conversation(self) -> None:
+        if self.conversation_id == "new":
+            conv = self.services.conversations.create(self.principal.user_id)
+            self.conversation_id = conv["id"]
+        else:
+            require_id(self.conversation_id, "conv", what="conversation")
+            self.services.conversations.get(self.principal.user_id, self.conversation_id)
+        turn = json.dumps(new_turn(self.messages), sort_keys=True, ensure_ascii=False)
+        self.turn_fingerprint = "auto-" + hashlib.sha256(turn.encode()).hexdigest()[:32]
+        self.replayed = self.services.conversations.replay(self.principal.user_id, self.conversation_id, self._dedupe_key)
 
     @property
     def _dedupe_key(self) -> str | None:

@@ -201,7 +201,7 @@ async def sse_body(run: ChatRun, pump: EventPump, first: Any, keepalive_s: float
             for frame in writer.finish():
                 yield frame
             try:
-                run.finish(None)
+                await asyncio.to_thread(run.finish, None)  # the conversation append: off the event loop
             except Exception as exc:  # storage full etc.: tell the client, the answer was delivered
                 yield error_frame(exc)
         yield b"data: [DONE]\n\n"

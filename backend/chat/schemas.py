@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator, model_validator
 
 
 class _Loose(BaseModel):
@@ -20,12 +20,51 @@ class TextPart(_Loose):
     text: str
 
 
-class OtherPart(_Loose):
-    type: str
+class RefusalPart(_Loose):
+    type: Literal["refusal"]
+    refusal: str
 
 
-ContentPart = TextPart | OtherPart
-Content = str | list[ContentPart]
+class ImageURL(_Loose):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Loose):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class InputAudio(_Loose):
+    data: str
+    format: Literal["wav", "mp3"]
+
+
+class AudioPart(_Loose):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FileRef(_Loose):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class FilePart(_Loose):
+    type: Literal["file"]
+    file: FileRef
+
+
+# OpenAI's part types per role: anything else (or a malformed part) is a 400, not a guess.
+# Parts this server's text models cannot read (images, audio, files) are refused later with
+# ``unsupported_content``; text and an assistant's refusal become the message text.
+UserPart = Annotated[TextPart | ImagePart | AudioPart | FilePart, Field(discriminator="type")]
+AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
+Content = str | Annotated[list[TextPart], Field(min_length=1)]
+UserContent = str | Annotated[list[UserPart], Field(min_length=1)]
+AssistantContent = str | Annotated[list[AssistantPart], Field(min_length=1)]
+ContentPart = TextPart | RefusalPart | ImagePart | AudioPart | FilePart
 
 
 class FunctionCall(_Loose):
@@ -42,7 +81,7 @@ class ToolCallIn(_Loose):
 class SystemMessage(_Loose):
     role: Literal["system"]
     content: Content
-    name: str | None = None
+    name: str | None = Field(default=None, max_length=256)
 
 
 class DeveloperMessage(_Loose):
@@ -53,13 +92,13 @@ class DeveloperMessage(_Loose):
 
 class UserMessage(_Loose):
     role: Literal["user"]
-    content: Content
+    content: UserContent
     name: str | None = None
 
 
 class AssistantMessage(_Loose):
     role: Literal["assistant"]
-    content: Content | None = None
+    content: AssistantContent | None = None
     tool_calls: list[ToolCallIn] | None = None
     name: str | None = None
     refusal: str | None = None
@@ -92,13 +131,49 @@ Message = Annotated[
 class FunctionDef(_Loose):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema object (OpenAI: FunctionParameters)
     strict: bool | None = None
 
 
 class ToolDef(_Loose):
     type: Literal["function"]
     function: FunctionDef
+
+
+class _NamedFunction(_Loose):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class NamedToolChoice(_Loose):
+    type: Literal["function"]
+    function: _NamedFunction
+
+
+class _JsonSchemaSpec(_Loose):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class _FormatText(_Loose):
+    type: Literal["text"]
+
+
+class _FormatJsonObject(_Loose):
+    type: Literal["json_object"]
+
+
+class _FormatJsonSchema(_Loose):
+    type: Literal["json_schema"]
+    json_schema: _JsonSchemaSpec
+
+
+# validated shapes of the fields the providers read as plain dicts/strings
+_RESPONSE_FORMAT = TypeAdapter(
+    Annotated[_FormatText | _FormatJsonObject | _FormatJsonSchema, Field(discriminator="type")]
+)
+_TOOL_CHOICE = TypeAdapter(Literal["none", "auto", "required"] | NamedToolChoice)
 
 
 class StreamOptions(_Loose):
@@ -143,6 +218,21 @@ class ChatCompletionRequest(_Loose):
     @field_validator("response_format")
     @classmethod
     def _response_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
-            raise ValueError("type must be 'text', 'json_object' or 'json_schema'")
+        if value is not None:
+            _RESPONSE_FORMAT.validate_python(value)
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if value is not None:
+            _TOOL_CHOICE.validate_python(value)
+        return value
+
+    @field_validator("max_tokens", "max_completion_tokens")
+    @classmethod
+    def _max_tokens(cls, value: int | None, info: ValidationInfo) -> int | None:
+        limit = (info.context or {}).get("max_tokens_limit")
+        if value is not None and limit is not None and value > limit:
+            raise ValueError(f"at most {limit} tokens can be generated per request on this server")
         return value

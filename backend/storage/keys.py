@@ -14,7 +14,7 @@ from backend.storage.ids import new_id, require_id
 from backend.storage.jsonstore import JsonFile
 
 KEY_PREFIX = "sk-local-"
-PUBLIC_FIELDS = ("id", "name", "prefix", "created_at", "last_used_at")
+PUBLIC_FIELDS = ("id", "name", "prefix", "scopes", "created_at", "expires_at", "last_used_at")
 _LAST_USED_RESOLUTION_S = 60
 
 
@@ -23,7 +23,9 @@ def _digest(key: str) -> str:
 
 
 def public_key(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record.get(k) for k in PUBLIC_FIELDS}
+    out = {k: record.get(k) for k in PUBLIC_FIELDS}
+    out["scopes"] = out["scopes"] or ["inference"]  # keys made before scopes existed are inference-only
+    return out
 
 
 class ApiKeyStore:
@@ -33,7 +35,17 @@ class ApiKeyStore:
     def _all(self) -> dict[str, dict[str, Any]]:
         return self._file.read().get("keys", {})
 
-    def create(self, user_id: str, name: str | None) -> tuple[dict[str, Any], str]:
+    def create(
+        self,
+        user_id: str,
+        name: str | None,
+        *,
+        scopes: list[str] | None = None,
+        expires_at: int | None = None,
+        password_version: int = 1,
+    ) -> tuple[dict[str, Any], str]:
+        """``scopes`` are validated by the caller (``backend.auth.scopes``); ``password_version``
+        ties the key to the current password: a change or reset revokes it."""
         name = (name or "").strip()[:64] or "default"
         if any(ord(c) < 32 for c in name):
             raise BadRequestError("Key names cannot contain control characters.", param="name")
@@ -44,8 +56,11 @@ class ApiKeyStore:
             "name": name,
             "prefix": secret[: len(KEY_PREFIX) + 4] + "…",
             "digest": _digest(secret),
+            "scopes": list(scopes or ["inference"]),
             "created_at": int(time.time()),
+            "expires_at": expires_at,
             "last_used_at": None,
+            "pwv": password_version,
         }
         with self._file.update() as data:
             data.setdefault("keys", {})[record["id"]] = record

@@ -33,7 +33,7 @@ _DATA = Path(tempfile.mkdtemp(prefix="fuzz-"))
 APP = create_app(
     Settings(_env_file=None, data_dir=_DATA / "data", jwt_secret=TEST_SECRET, bcrypt_rounds=4, serve_frontend=False,
              log_json=False, router_use_llm=False, rate_limit_rpm=100_000, login_max_failures=100_000,
-             max_upload_bytes=256 * 1024),
+             max_upload_bytes=256 * 1024, allowed_hosts=["testserver"]),
     provider=ScriptedProvider(),
 )
 _HEADERS: dict[str, str] = {}

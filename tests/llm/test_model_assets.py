@@ -62,7 +62,7 @@ def test_assembles_parts_in_order_and_verifies(tmp_path, fake_model):
     assert seen and seen[-1] == (spec.size, spec.size)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert "fakemodel_part1" not in sys.modules  # located via metadata, never imported
-    # second call: uses the verified file without re-reading the packages
+    # second call: uses the (re-hashed) assembled file without re-reading the packages
     parts[0].unlink()
     assert ensure_model(_settings(tmp_path)) == path
 
@@ -107,12 +107,33 @@ def test_wrong_file_in_models_dir_is_rebuilt(tmp_path, fake_model):
     assert ensure_model(_settings(tmp_path)).read_bytes() == b"".join(p.read_bytes() for p in parts)
 
 
-def test_explicit_path_is_used_as_is(tmp_path):
+def test_explicit_path_is_used_when_its_checksum_is_given(tmp_path):
     gguf = tmp_path / "mine.gguf"
     gguf.write_bytes(b"GGUF anything")
-    assert ensure_model(_settings(tmp_path, embedded_model_path=gguf)) == gguf
+    digest = hashlib.sha256(b"GGUF anything").hexdigest()
+    assert ensure_model(_settings(tmp_path, embedded_model_path=gguf, embedded_model_sha256=digest)) == gguf
+    with pytest.raises(ModelAssetError, match="EMBEDDED_MODEL_SHA256"):  # unknown weights are not loaded unchecked
+        ensure_model(_settings(tmp_path, embedded_model_path=gguf))
+    with pytest.raises(ModelAssetError, match="checksum"):
+        ensure_model(_settings(tmp_path, embedded_model_path=gguf, embedded_model_sha256="0" * 64))
     with pytest.raises(ModelAssetError, match="not a file"):
         ensure_model(_settings(tmp_path, embedded_model_path=tmp_path / "missing.gguf"))
+
+
+def test_a_replaced_model_file_is_caught_at_load_despite_its_marker(tmp_path, fake_model):
+    """The .sha256 marker next to the GGUF is not trusted: the file itself is hashed at every load."""
+    spec, parts = fake_model
+    path = ensure_model(_settings(tmp_path))
+    tampered = bytearray(path.read_bytes())
+    tampered[-1] ^= 0xFF  # same size, marker still claims the right digest
+    path.write_bytes(bytes(tampered))
+    assert (tmp_path / "models" / "fake.gguf.sha256").read_text().split()[0] == spec.sha256
+    rebuilt = ensure_model(_settings(tmp_path))  # detected and rebuilt from the verified packages
+    assert rebuilt.read_bytes() == b"".join(p.read_bytes() for p in parts)
+    parts[0].unlink()  # now it cannot be rebuilt: a tampered file is refused, never loaded
+    rebuilt.write_bytes(bytes(tampered))
+    with pytest.raises(ModelAssetError):
+        ensure_model(_settings(tmp_path))
 
 
 def test_real_smollm2_package_assembles_with_published_checksum(tmp_path):

@@ -25,6 +25,7 @@ DOCX_DIR = DOCS_DIR / "docx"
 
 
 def make_rag_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    overrides.setdefault("allowed_hosts", ["testserver"])  # the host name TestClient sends
     return Settings(_env_file=None, data_dir=tmp_path / "data", **overrides)
 
 

@@ -36,6 +36,7 @@ def reliability_settings(data_dir: Path, **overrides: Any) -> Settings:
         "serve_frontend": False,
         "log_json": False,
         "router_use_llm": False,
+        "allowed_hosts": ["testserver"],  # the host name TestClient sends
     }
     base.update(overrides)
     return Settings(_env_file=None, **base)

@@ -71,7 +71,7 @@ POST_ROUTES = ["/v1/chat/completions", "/api/auth/login", "/api/conversations", 
 @pytest.mark.parametrize("path", POST_ROUTES)
 def test_oversized_content_length_is_413_before_the_body_is_read(threaded_app, path):
     with threaded_app(max_body_bytes=64 * 1024, max_upload_bytes=256 * 1024) as app:
-        head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 f"Authorization: Bearer {app.tokens['alice']}\r\nContent-Length: 50000000\r\n\r\n")
         status, data, took = _raw(app.port, head, [])  # no body is ever sent: the answer must not wait for it
         assert status == 413, data[:300]
@@ -84,7 +84,7 @@ def test_oversized_content_length_is_413_before_the_body_is_read(threaded_app, p
 def test_oversized_chunked_body_is_413(threaded_app, path):
     with threaded_app(max_body_bytes=64 * 1024, max_upload_bytes=256 * 1024) as app:
         ctype = "multipart/form-data; boundary=XX" if path.endswith("upload") else "application/json"
-        head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
                 f"Authorization: Bearer {app.tokens['alice']}\r\nTransfer-Encoding: chunked\r\n\r\n")
         chunk = b"a" * 32 * 1024
         parts = [f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(64)]  # 2 MiB, never terminated

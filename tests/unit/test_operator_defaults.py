@@ -18,7 +18,7 @@ from backend.app import create_app
 from backend.observability.logging import HumanFormatter, JsonFormatter, configure_logging, use_json
 from backend.ratelimit import RateLimiter
 from backend.settings import Settings
-from tests.conftest import PASSWORD, login
+from tests.conftest import PASSWORD, TEST_SECRET, login
 from tests.fakes import ScriptedProvider
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_zero_means_no_limit_for_requests_and_tokens() -> None:
 
 @pytest.mark.parametrize(("rpm", "expect_429_after"), [(0, None), (3, 3)])
 def test_rate_limit_rpm_setting_through_the_api(tmp_path: Path, rpm: int, expect_429_after: int | None) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", jwt_secret="t" * 48, bcrypt_rounds=4,
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", jwt_secret=TEST_SECRET, bcrypt_rounds=4, allowed_hosts=["testserver"],
                         serve_frontend=False, log_json=False, router_use_llm=False, rate_limit_rpm=rpm, rate_limit_tpm=0)
     app = create_app(settings, provider=ScriptedProvider())
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -98,7 +98,7 @@ def test_help_lists_every_command() -> None:
 
 @contextlib.contextmanager
 def _client(tmp_path: Path, provider: ScriptedProvider) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", jwt_secret="t" * 48, bcrypt_rounds=4,
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", jwt_secret=TEST_SECRET, bcrypt_rounds=4, allowed_hosts=["testserver"],
                         serve_frontend=False, log_json=False, router_use_llm=False)
     app = create_app(settings, provider=provider)
     with TestClient(app, raise_server_exceptions=False) as client:
