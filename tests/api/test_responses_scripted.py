@@ -313,11 +313,10 @@ def test_storage_cap_evicts_the_oldest(api):
     assert api.services.responses.count(api.users["alice"]["id"]) == 0  # nobody else's budget was touched
 
 
-@pytest.mark.parametrize("model", ["scripted-model:react", "scripted-model"])  # explicit, and routed by auto
-def test_agent_mode_steps_become_reasoning_items(api, model):
+def test_agent_mode_steps_become_reasoning_items(api):
     api.provider.outputs = ['{"name": "math_calc", "arguments": {"expression": "6*7"}}',  # a forced call (grammar) as JSON
                             "The result is 42."]
-    r = post(api, {"model": model, "input": "Calculate 6*7"})
+    r = post(api, {"model": "scripted-model:react", "input": "Calculate 6*7"})
     assert r.status_code == 200, r.text
     body = r.json()
     validate(body, "Response")
@@ -327,6 +326,18 @@ def test_agent_mode_steps_become_reasoning_items(api, model):
     assert "math_calc" in step["summary"][0]["text"] and "42" in step["summary"][0]["text"]  # the tool's result
     assert body["output_text"] == "The result is 42."
     assert body["agent"]["mode"] == "react" and body["agent"]["llm_calls"] >= 2  # our extension field
+
+
+def test_auto_routes_computation_to_the_code_path_and_its_program_is_a_reasoning_item(api):
+    api.provider.outputs = ["```python\nprint(6 * 7)\n```"]
+    r = post(api, {"model": "scripted-model", "input": "Calculate 6*7"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    validate(body, "Response")
+    assert body["agent"]["mode"] == "code"
+    step = next(i for i in body["output"] if i["type"] == "reasoning")
+    assert "print(6 * 7)" in step["summary"][0]["text"] and "42" in step["summary"][0]["text"]  # program and its output
+    assert "42" in body["output_text"]  # the sandbox's printed result is the answer
 
 
 def test_agent_mode_streams_reasoning_events(api):
