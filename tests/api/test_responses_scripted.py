@@ -648,3 +648,40 @@ def test_sdk_paginates_input_items(api):
     page = client.responses.input_items.list(rid, limit=3, order="asc")
     assert len(page.data) == 3 and page.has_more
     assert [i.content[0].text for i in page] == [f"m{i}" for i in range(7)]  # the SDK follows `after`
+
+
+def test_agent_web_sources_become_url_citations(make_settings):
+    """A ReAct run whose weather tool (against the replay server: a real recorded Open-Meteo answer)
+    reports its source: the answer carries it as a url_citation annotation, the step as reasoning."""
+    from fastapi.testclient import TestClient
+
+    from backend.app import create_app
+    from tests.conftest import PASSWORD, login
+    from tests.fakes import ScriptedProvider
+    from tests.fixtures.replay_server import ReplayServer
+
+    script = ['{"name": "weather", "arguments": {"location": "Paris"}}', "It is overcast in Paris, 13 to 23 degrees."]
+    provider = ScriptedProvider(script * 2)  # one run non-stream, one streamed
+    body = {"model": "scripted-model:react", "input": "What's the weather in Paris?"}
+    with ReplayServer() as replay:
+        settings = make_settings(ssrf_allow_hosts=["127.0.0.1"], tool_http_timeout_s=5.0,
+                                 weather_geocoding_url=replay.url("/geocoding/v1/search"),
+                                 weather_forecast_url=replay.url("/forecast/v1/forecast"))
+        with TestClient(create_app(settings, provider=provider), raise_server_exceptions=False) as client:
+            client.app.state.services.users.create("bob", PASSWORD, "user")
+            headers = {"Authorization": f"Bearer {login(client, 'bob')}"}
+            r = client.post("/v1/responses", headers=headers, json=body)
+            assert r.status_code == 200, r.text
+            events = sse(client.post("/v1/responses", headers=headers, json=body | {"stream": True}).text)
+    body = r.json()
+    validate(body, "Response")
+    steps = [i["summary"][0]["text"] for i in body["output"] if i["type"] == "reasoning"]
+    assert any("weather" in s and "Overcast" in s for s in steps), steps  # the recorded forecast reached the step
+    message = body["output"][-1]
+    text = message["content"][0]["text"]
+    assert message["content"][0]["annotations"] == [
+        {"type": "url_citation", "url": "https://open-meteo.com/", "title": "Open-Meteo",
+         "start_index": len(text), "end_index": len(text)}]
+    validate_events(events)
+    added = [e["annotation"] for e in events if e["type"] == "response.output_text.annotation.added"]
+    assert [a["url"] for a in added] == ["https://open-meteo.com/"]

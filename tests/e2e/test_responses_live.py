@@ -95,7 +95,7 @@ def test_forced_function_call_round_trip(live_server, chat_model):
     args = json.loads(calls[0].arguments)  # grammar-constrained: always the tool's schema
     jsonschema.validate(args, TOOLS[0]["parameters"])
     second = client.responses.create(
-        model=model, previous_response_id=first.id, tools=TOOLS, max_output_tokens=40, temperature=0,
+        model=model, previous_response_id=first.id, tools=TOOLS, max_output_tokens=16, temperature=0,
         input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "21 degrees, sunny"}])
     assert second.status in ("completed", "incomplete") and second.output_text
 
