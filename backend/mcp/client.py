@@ -2,9 +2,10 @@
 
 ``McpManager`` is built and started in the app lifespan. Each configured server gets a supervisor
 task that owns the transport (a spawned stdio subprocess or a streamable-HTTP connection) and the
-``ClientSession``: connect, list the tools (filtered by the server's allow-list), then ping now and
-then. When the server is down — at start-up or later — only its tools disappear; the supervisor logs
-it and reconnects with exponential back-off (and sooner when a request asks for tools).
+``ClientSession``: connect, list the tools (filtered by the server's allow-list; listed again when the
+server announces a change), then ping now and then. When the server is down — at start-up or
+later — only its tools disappear; the supervisor logs it and reconnects with exponential back-off
+(and sooner when a request asks for tools).
 
 HTTP servers are reached through the project's SSRF guard (``backend.net.http``): a private or
 loopback address is refused unless that server's config sets ``allow_private_network``.
@@ -56,6 +57,8 @@ class McpServerConnection:
         self._backoff = settings.mcp_reconnect_min_s
         self._last_attempt = 0.0
         self._lost = asyncio.Event()
+        self._attention = asyncio.Event()  # set when the connection is lost or the server's tools changed
+        self._tools_changed = False
         self._wake = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -91,6 +94,7 @@ class McpServerConnection:
             self._last_attempt = time.monotonic()
             self.attempts += 1
             self._lost.clear()
+            self._attention.clear()
             try:
                 await self._connect_and_hold()
             except asyncio.CancelledError:
@@ -123,7 +127,7 @@ class McpServerConnection:
             read, write = await self._open_transport(stack)
             session = await stack.enter_async_context(
                 ClientSession(read, write, read_timeout_seconds=request_timeout,
-                              client_info=_client_info())
+                              client_info=_client_info(), message_handler=self._on_message)
             )
             with anyio.fail_after(cfg.connect_timeout_s):
                 init = await session.initialize()
@@ -140,12 +144,28 @@ class McpServerConnection:
             await self._hold(session)
 
     async def _hold(self, session: ClientSession) -> None:
-        """Stay connected until a ping fails or a call reports the connection lost."""
+        """Stay connected until a ping fails or a call reports the connection lost; re-list the tools
+        when the server announces that they changed."""
         while not self._stopping:
-            if await _wait(self._lost, self._settings.mcp_ping_interval_s):
+            await _wait(self._attention, self._settings.mcp_ping_interval_s)
+            self._attention.clear()
+            if self._lost.is_set():
                 raise ConnectionError(self.last_error or "connection lost")
+            if self._tools_changed:
+                self._tools_changed = False
+                with anyio.fail_after(self.config.connect_timeout_s):
+                    self.tools = self._build_tools(await _list_all_tools(session))
+                log.info("MCP server %r changed its tools: %s", self.name, ", ".join(self.tools) or "none")
+                continue
             with anyio.fail_after(self.config.connect_timeout_s):
                 await session.send_ping()
+
+    async def _on_message(self, message: Any) -> None:  # noqa: ANN401 - the SDK's message union
+        from mcp.types import ServerNotification, ToolListChangedNotification
+
+        if isinstance(message, ServerNotification) and isinstance(message.root, ToolListChangedNotification):
+            self._tools_changed = True
+            self._attention.set()
 
     async def _open_transport(self, stack: contextlib.AsyncExitStack) -> tuple[Any, Any]:
         cfg = self.config
@@ -233,6 +253,7 @@ class McpServerConnection:
         if self.session is not None:
             self.last_error = reason
             self._lost.set()
+            self._attention.set()
 
     def describe(self) -> dict[str, Any]:
         """Name, transport, status and tool names (no URLs, commands or errors: health is public)."""

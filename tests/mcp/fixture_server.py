@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 
-from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp import Context, FastMCP
 
 mcp = FastMCP("fixture", host="127.0.0.1", log_level="WARNING")
 
@@ -51,6 +51,19 @@ def big(chars: int) -> str:
 def crash() -> str:
     """Kill this server process (to test a server that goes away)."""
     os._exit(3)
+
+
+@mcp.tool()
+async def grow(ctx: Context) -> str:
+    """Add a tool named `late` to this server and tell the client its tools changed."""
+
+    def late(word: str) -> str:
+        """A tool that exists only after `grow` ran."""
+        return word.upper()
+
+    mcp.add_tool(late)
+    await ctx.session.send_tool_list_changed()
+    return "grew"
 
 
 def main() -> None:

@@ -47,7 +47,8 @@ def test_tools_are_listed_with_their_schemas(transport, request, mcp_settings):
 
     async def body(manager):
         tools = manager.tools()
-        assert set(tools) == {"mcp_fx_add", "mcp_fx_echo", "mcp_fx_explode", "mcp_fx_sleepy", "mcp_fx_big", "mcp_fx_crash"}
+        assert set(tools) == {"mcp_fx_add", "mcp_fx_echo", "mcp_fx_explode", "mcp_fx_sleepy", "mcp_fx_big", "mcp_fx_crash",
+                              "mcp_fx_grow"}
         add = tools["mcp_fx_add"]
         assert add.parameters["type"] == "object"
         assert set(add.parameters["required"]) == {"a", "b"}
@@ -130,7 +131,7 @@ def test_a_down_server_removes_only_its_tools_and_comes_back(http_server, mcp_se
         remaining = manager.tools()
         assert {n for n in remaining if n.startswith("mcp_local_")} == {
             "mcp_local_add", "mcp_local_echo", "mcp_local_explode", "mcp_local_sleepy", "mcp_local_big",
-            "mcp_local_crash"}
+            "mcp_local_crash", "mcp_local_grow"}
         assert (await remaining["mcp_local_add"].run(ctx, {"a": 2, "b": 2})).output == "4"
         assert any("'web'" in r.getMessage() and "tools are removed" in r.getMessage() for r in caplog.records)
 
@@ -193,5 +194,20 @@ def test_a_stdio_server_that_dies_is_respawned(mcp_settings):
         again = await manager.tools()["mcp_local_add"].run(ctx, {"a": 1, "b": 41})
         assert again.ok and again.output == "42"
         assert manager.connections[0].attempts >= 2
+
+    asyncio.run(with_manager(settings, body))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_tool_list_change_is_picked_up(transport, request, mcp_settings):
+    settings = mcp_settings(config_for(transport, request, tools=["grow", "late"]), mcp_ping_interval_s=30)
+    ctx = ToolContext(user_id="u1", settings=settings)
+
+    async def body(manager):
+        assert set(manager.tools()) == {"mcp_fx_grow"}
+        assert (await manager.tools()["mcp_fx_grow"].run(ctx, {})).output == "grew"
+        await wait_for(lambda: "mcp_fx_late" in manager.tools(), timeout_s=10)  # long before the next ping
+        late = await manager.tools()["mcp_fx_late"].run(ctx, {"word": "hello"})
+        assert late.ok and late.output == "HELLO"
 
     asyncio.run(with_manager(settings, body))

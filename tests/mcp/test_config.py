@@ -56,3 +56,17 @@ def test_tool_names_are_valid_function_names():
     assert tool_name("gh", "issues/list.all") == "mcp_gh_issues_list_all"
     assert len(tool_name("s", "x" * 200)) == 64
     assert input_schema(None) == {"type": "object", "properties": {}}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_mcp_server_enabled_switches_the_route(make_settings, enabled):
+    from fastapi.testclient import TestClient
+
+    from backend.app import create_app
+    from tests.fakes import ScriptedProvider
+
+    app = create_app(make_settings(mcp_server_enabled=enabled), provider=ScriptedProvider())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert r.status_code == (401 if enabled else 404)
+    assert r.json()["error"]["code"] == ("invalid_api_key" if enabled else "not_found")
