@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
 import zipfile
 import zlib
@@ -336,3 +337,14 @@ def test_job_records_on_disk_are_pruned(tmp_path, monkeypatch) -> None:
 
     asyncio.run(scenario())
     assert len(list(jobs.root.rglob("job_*.json"))) == 3
+
+
+def test_spools_left_by_a_crash_are_swept(tmp_path) -> None:
+    old = tmp_path / "jobs" / "rag" / "u_alice" / "spool" / "spool_0123456789abcdef01234567"
+    old.mkdir(parents=True)
+    (old / "000.upload").write_bytes(b"left behind")
+    past = time.time() - 7200
+    os.utime(old, (past, past))
+    jobs = IngestJobs(tmp_path / "jobs")
+    fresh = jobs.spool_dir("u_bob")
+    assert fresh.is_dir() and not old.exists()
