@@ -111,7 +111,10 @@ def test_async_jobs_are_capped_per_user(files_client, monkeypatch) -> None:
 def test_upload_and_search_have_rate_limits(files_client) -> None:
     client = files_client(rag_upload_rpm=2, rag_search_rpm=3)
     for n in range(2):
-        assert _upload(client, f"{n}.txt", b"rate limited uploads").status_code == 200
+        ok = _upload(client, f"{n}.txt", b"rate limited uploads")
+        assert ok.status_code == 200
+        assert ok.headers["x-ratelimit-limit-requests"] == "2"
+        assert ok.headers["x-ratelimit-remaining-requests"] == str(1 - n)
     r = _upload(client, "2.txt", b"one too many")
     _assert_error(r, 429, "rate_limit_exceeded", "2 requests per minute")
     assert int(r.headers["retry-after"]) >= 1
