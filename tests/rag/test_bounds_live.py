@@ -76,7 +76,7 @@ def test_quota_rate_limit_and_hostile_uploads_on_the_real_server(server):
     print(f"server RSS {baseline:.0f} MB -> {baseline + grown:.0f} MB; /health max {max(health or [0]):.3f}s over {len(health)}")
     assert grown < 150, f"server RSS grew by {grown:.0f} MB"  # the upload body itself is spooled to disk
     # parsing happens in the worker, so /health keeps answering; 2 s leaves room for a loaded
-    # 2-core test machine (the < 1 s liveness target under mixed load is measured in bench/)
+    # 2-core test machine (the < 1 s target under mixed load belongs to the liveness work, item 1)
     assert health and max(health) < 2.0, f"/health took up to {max(health):.2f}s"
 
     statuses = [_post(server, "bob", f"n{i}.txt", b"over quota anyway").status_code for i in range(8)]
