@@ -200,7 +200,7 @@ class Settings(BaseSettings):
     sandbox_queue_timeout_s: float = 30.0  # wait for a free run slot at most this long
     sandbox_max_processes: int = 32  # pids.max of the run's cgroup, and RLIMIT_NPROC of its uid
     sandbox_cgroup: Literal["auto", "off"] = "auto"
-    sandbox_uid_base: int = 200_000  # as root, run i of the concurrent slots runs as uid base+i
+    sandbox_uid_base: int = 200_000  # as root, runs use private uids base … base + 8×max_concurrent
 
     # --- security boundary (hardening round 2: hosts, origins, keys, throttles, metrics) ---------
     # Host names accepted besides localhost, 127.0.0.1 and [::1] (the DNS-rebinding guard): the

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
@@ -79,11 +79,15 @@ def _limiter(services: Services, name: str, rpm: int) -> RateLimiter:
     return limiter
 
 
-def _rate_limit(services: Services, principal: Principal, name: str, rpm: int) -> None:
-    """Count one request against the per-user limit ``name`` (0 = unlimited); 429 past it."""
+def _rate_limit(services: Services, principal: Principal, name: str, rpm: int) -> dict[str, str]:
+    """Count one request against the per-user limit ``name`` (0 = unlimited); 429 past it.
+
+    Returns the ``x-ratelimit-*`` request headers for the response, as chat sends them.
+    """
     if rpm <= 0 or (principal.is_admin and services.settings.rate_limit_admin_exempt):
-        return
-    _limiter(services, name, rpm).check(principal.user_id)
+        return {}
+    state = _limiter(services, name, rpm).check(principal.user_id)
+    return {k: v for k, v in state.headers().items() if "-requests" in k}
 
 
 async def _read_limited_form(request: Request, limit: int, max_files: int) -> Any:
@@ -175,6 +179,7 @@ _UPLOAD_BODY = {
 @router.post("/upload", openapi_extra=_UPLOAD_BODY)
 async def upload_files(
     request: Request,
+    response: Response,
     principal: CurrentUser,
     services: ServicesDep,
     run_async: Annotated[bool, Query(alias="async")] = False,
@@ -182,7 +187,8 @@ async def upload_files(
     """Upload one or more documents (field ``files``); ``?async=true`` answers 202 with a job id."""
     settings = services.settings
     user_id = principal.user_id
-    _rate_limit(services, principal, "rag_upload_limiter", settings.rag_upload_rpm)
+    limit_headers = _rate_limit(services, principal, "rag_upload_limiter", settings.rag_upload_rpm)
+    response.headers.update(limit_headers)
     jobs = _jobs(services)
     if run_async:
         jobs.check_capacity(user_id)
@@ -204,7 +210,8 @@ async def upload_files(
         if run_async:
             job = jobs.start(user_id, names, work, spool=spool)
             spool = None  # the job owns it now and removes it when it ends
-            return JSONResponse(job, status_code=202, headers={"Location": f"/api/files/jobs/{job['id']}"})
+            headers = {"Location": f"/api/files/jobs/{job['id']}", **limit_headers}
+            return JSONResponse(job, status_code=202, headers=headers)
         return await work(None)
     finally:
         if spool is not None:
@@ -263,8 +270,8 @@ async def delete_document(
 
 @router.post("/search")
 async def search_documents(
-    body: SearchRequest, principal: CurrentUser, services: ServicesDep
+    body: SearchRequest, response: Response, principal: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
-    _rate_limit(services, principal, "rag_search_limiter", services.settings.rag_search_rpm)
+    response.headers.update(_rate_limit(services, principal, "rag_search_limiter", services.settings.rag_search_rpm))
     hits = await (await _rag(services)).search(principal.user_id, body.query, body.top_k, body.file_ids, mode=body.mode)
     return {"object": "list", "data": [h.to_dict() for h in hits]}

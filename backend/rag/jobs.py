@@ -42,9 +42,29 @@ class IngestJobs:
         self._finished: dict[str, deque[str]] = {}  # user -> finished job ids still in memory
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
+        self._swept = False
+
+    def sweep_spools(self, older_than_s: float = 3600.0) -> int:
+        """Remove spool directories older than ``older_than_s`` (no live job is that old); returns how many."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for spool in self.root.glob("*/spool/spool_*"):
+            try:
+                if spool.stat().st_mtime < cutoff:
+                    shutil.rmtree(spool, ignore_errors=True)
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def spool_dir(self, user_id: str) -> Path:
-        """A fresh directory for one upload's files while they wait for ingestion."""
+        """A fresh directory for one upload's files while they wait for ingestion (blocking).
+
+        The first call also sweeps spools left behind by a previous process (a crash mid-upload).
+        """
+        if not self._swept:
+            self._swept = True
+            self.sweep_spools()
         path = self.root / user_dir_name(user_id) / "spool" / new_id("spool")
         path.mkdir(parents=True, exist_ok=True)
         return path

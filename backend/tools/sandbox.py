@@ -13,10 +13,10 @@ What the sandboxed process gets:
 * per-run limits on the run as a whole (``backend.tools.cgroups``): its own cgroup with
   ``memory.max`` (= ``sandbox_memory_mb`` for all its processes together), ``pids.max`` and one CPU
   of quota, killed as a group at the end. Where no cgroup hierarchy is writable the fallback is:
-  when the server runs as root, each concurrent run slot gets its own host uid
-  (``sandbox_uid_base + slot``), so ``RLIMIT_NPROC`` counts only that run's processes and one
-  run's fork bomb cannot use up another's process budget; otherwise RLIMIT_NPROC on top of the
-  server uid's current task count;
+  when the server runs as root, each run gets a host uid no other running run holds (rotating
+  through ``sandbox_uid_base`` … ``+ 8 × sandbox_max_concurrent``), so ``RLIMIT_NPROC`` counts only
+  that run's processes and one run's fork bomb cannot use up another's process budget; otherwise
+  RLIMIT_NPROC on top of the server uid's current task count;
 * at most ``sandbox_max_concurrent`` runs at once, at most ``sandbox_max_per_user`` of them for
   one user; a run waits up to ``sandbox_queue_timeout_s`` for a slot, then fails with a clear error;
 * no nested user namespaces (``--disable-userns``, where bubblewrap supports it);
@@ -81,7 +81,7 @@ class SandboxLimits:
     queue_timeout_s: float = 30.0  # wait for a run slot at most this long
     cgroup: bool = True  # a cgroup per run where the hierarchy is writable
     cpu_quota: float | None = 1.0  # CPUs one run may use (cgroup)
-    uid_base: int = 200_000  # as root: the run in slot i runs as host uid uid_base + i
+    uid_base: int = 200_000  # as root: runs use private host uids from here (0 = all run as nobody)
 
     @classmethod
     def from_settings(cls, settings: object, **overrides: object) -> SandboxLimits:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
 import zipfile
 import zlib
@@ -110,7 +111,10 @@ def test_async_jobs_are_capped_per_user(files_client, monkeypatch) -> None:
 def test_upload_and_search_have_rate_limits(files_client) -> None:
     client = files_client(rag_upload_rpm=2, rag_search_rpm=3)
     for n in range(2):
-        assert _upload(client, f"{n}.txt", b"rate limited uploads").status_code == 200
+        ok = _upload(client, f"{n}.txt", b"rate limited uploads")
+        assert ok.status_code == 200
+        assert ok.headers["x-ratelimit-limit-requests"] == "2"
+        assert ok.headers["x-ratelimit-remaining-requests"] == str(1 - n)
     r = _upload(client, "2.txt", b"one too many")
     _assert_error(r, 429, "rate_limit_exceeded", "2 requests per minute")
     assert int(r.headers["retry-after"]) >= 1
@@ -336,3 +340,14 @@ def test_job_records_on_disk_are_pruned(tmp_path, monkeypatch) -> None:
 
     asyncio.run(scenario())
     assert len(list(jobs.root.rglob("job_*.json"))) == 3
+
+
+def test_spools_left_by_a_crash_are_swept(tmp_path) -> None:
+    old = tmp_path / "jobs" / "rag" / "u_alice" / "spool" / "spool_0123456789abcdef01234567"
+    old.mkdir(parents=True)
+    (old / "000.upload").write_bytes(b"left behind")
+    past = time.time() - 7200
+    os.utime(old, (past, past))
+    jobs = IngestJobs(tmp_path / "jobs")
+    fresh = jobs.spool_dir("u_bob")
+    assert fresh.is_dir() and not old.exists()
