@@ -82,6 +82,8 @@ def run_mode(client: httpx.Client, url: str, model: str, check: bool) -> list[di
         if check:
             entry |= {"attempts": data["syntax_check"][0]["attempts"], "trimmed": data["syntax_check"][0]["trimmed_chars"] > 0}
         out.append(entry)
+        print(f"  {'check' if check else 'plain'} {len(out)}/{len(TASKS)}: parses={entry['parses']} "
+              f"exact={entry['exact']} {dt:.1f}s", file=sys.stderr, flush=True)
     return out
 
 
