@@ -9,7 +9,7 @@ the rate at which ``ast.parse(prefix + middle + suffix)`` succeeds, the rate at 
 equals the held-out line (whitespace-stripped), empty middles, 422s, and for the checked mode the
 mean attempts and how often the middle was trimmed.
 
-    .venv/bin/python bench/fim_syntax.py [--quick] [--fake-upstream] [--model qwen2.5-coder-0.5b]
+    .venv/bin/python bench/fim_syntax.py [--quick] [--tasks N] [--fake-upstream] [--model qwen2.5-coder-0.5b]
 """
 
 from __future__ import annotations
@@ -102,13 +102,13 @@ def summary(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the first 3 tasks")
+    parser.add_argument("--tasks", type=int, default=len(TASKS), help="the first N tasks")
     parser.add_argument("--fake-upstream", action="store_true", help="the fake OpenAI upstream instead of a model (smoke)")
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     global TASKS
-    if args.quick:
-        TASKS = TASKS[:3]
+    TASKS = TASKS[: 3 if args.quick else args.tasks]
     info = machine_info()
     with fake_upstream() as upstream:
         env = model_env(args.model, upstream if args.fake_upstream else None)
