@@ -4,12 +4,12 @@
 
 Each task is a small Python function (written for this benchmark) with one line held out; the
 prefix is everything before it, the suffix everything after. Every task goes to ``/v1/completions``
-(``suffix``, greedy, ``max_tokens`` 64) twice: plain, and with ``check_syntax``. Reported per mode:
+(``suffix``, greedy, ``--max-tokens``, 64 by default) twice: plain, and with ``check_syntax``. Reported per mode:
 the rate at which ``ast.parse(prefix + middle + suffix)`` succeeds, the rate at which the middle
 equals the held-out line (whitespace-stripped), empty middles, 422s, and for the checked mode the
 mean attempts and how often the middle was trimmed.
 
-    .venv/bin/python bench/fim_syntax.py [--quick] [--fake-upstream] [--model qwen2.5-coder-0.5b]
+    .venv/bin/python bench/fim_syntax.py [--quick] [--tasks N] [--max-tokens 64] [--fake-upstream] [--model qwen2.5-coder-0.5b]
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ def parses(code: str) -> bool:
     return True
 
 
-def run_mode(client: httpx.Client, url: str, model: str, check: bool) -> list[dict[str, Any]]:
+def run_mode(client: httpx.Client, url: str, model: str, check: bool, max_tokens: int) -> list[dict[str, Any]]:
     out = []
     for source, line in TASKS:
         prefix, held_out, suffix = split(source, line)
-        body: dict[str, Any] = {"model": model, "prompt": prefix, "suffix": suffix, "max_tokens": 64, "temperature": 0}
+        body: dict[str, Any] = {"model": model, "prompt": prefix, "suffix": suffix, "max_tokens": max_tokens, "temperature": 0}
         if check:
             body["check_syntax"] = "python"
         t0 = time.perf_counter()
@@ -82,6 +82,8 @@ def run_mode(client: httpx.Client, url: str, model: str, check: bool) -> list[di
         if check:
             entry |= {"attempts": data["syntax_check"][0]["attempts"], "trimmed": data["syntax_check"][0]["trimmed_chars"] > 0}
         out.append(entry)
+        print(f"  {'check' if check else 'plain'} {len(out)}/{len(TASKS)}: parses={entry['parses']} "
+              f"exact={entry['exact']} {dt:.1f}s", file=sys.stderr, flush=True)
     return out
 
 
@@ -100,13 +102,14 @@ def summary(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the first 3 tasks")
+    parser.add_argument("--tasks", type=int, default=None, help="the first N tasks (default: all)")
     parser.add_argument("--fake-upstream", action="store_true", help="the fake OpenAI upstream instead of a model (smoke)")
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     global TASKS
-    if args.quick:
-        TASKS = TASKS[:3]
+    TASKS = TASKS[: 3 if args.quick else (args.tasks or len(TASKS))]
     info = machine_info()
     with fake_upstream() as upstream:
         env = model_env(args.model, upstream if args.fake_upstream else None)
@@ -114,14 +117,14 @@ def main() -> None:
             model = server.base_model()
             with httpx.Client(timeout=600, headers=server.headers("alice")) as client:
                 url = server.v1 + "/completions"
-                plain = run_mode(client, url, model, check=False)
-                checked = run_mode(client, url, model, check=True)
+                plain = run_mode(client, url, model, check=False, max_tokens=args.max_tokens)
+                checked = run_mode(client, url, model, check=True, max_tokens=args.max_tokens)
     rows = [summary("plain", plain), summary("check_syntax", checked)]
-    print(f"Fill-in-the-middle on {len(TASKS)} held-out lines, {model}, greedy, max_tokens 64")
+    print(f"Fill-in-the-middle on {len(TASKS)} held-out lines, {model}, greedy, max_tokens {args.max_tokens}")
     print(table(["mode", "N", "parses", "exact line", "empty", "422", "attempts", "trimmed", "s/task"],
                 [[r["mode"], r["n"], r["parse_rate"], r["exact_rate"], r["empty_rate"], r["http_422"],
                   r.get("mean_attempts", "-"), r.get("trimmed_rate", "-"), r["mean_seconds"]] for r in rows]))
-    path = write_results("fim_syntax", {"machine": info, "model": model, "summary": rows,
+    path = write_results("fim_syntax", {"machine": info, "model": model, "max_tokens": args.max_tokens, "summary": rows,
                                         "plain": plain, "check_syntax": checked}, args.out)
     print(f"wrote {path}")
 

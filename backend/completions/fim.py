@@ -12,6 +12,7 @@ import ast
 import warnings
 
 MAX_FIT_CANDIDATES = 128  # line boundaries tried before giving up (each try is one parse)
+MAX_CHECKED_CHARS = 100_000  # prompt + suffix that check_syntax parses (each parse is linear in it)
 
 
 def _anchor(suffix: str | None) -> str | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from backend.chat.modes import resolve_model
 from backend.chat.scheduled import ScheduledProvider
-from backend.completions.fim import MiddleStream, fit_python
+from backend.completions.fim import MAX_CHECKED_CHARS, MiddleStream, fit_python
 from backend.completions.schemas import CompletionRequest
 from backend.errors import BadRequestError, ContextLengthExceededError, UnprocessableError
 from backend.llm.types import GenerationParams, Usage
@@ -89,6 +89,12 @@ class CompletionRun:
         if req.echo and req.suffix is not None:
             raise BadRequestError("'echo' cannot be combined with 'suffix'.", param="echo", code="unsupported_value")
         self.prompts = self._prompts(req.prompt)
+        if req.check_syntax and max(len(p) for p in self.prompts) + len(req.suffix or "") > MAX_CHECKED_CHARS:
+            raise BadRequestError(
+                f"check_syntax parses prompt + suffix up to {MAX_CHECKED_CHARS} characters; send less context.",
+                param="check_syntax",
+                code="too_large",
+            )
         base, mode = resolve_model(req.model, [provider.model_id])
         if mode not in ("auto", "chat"):
             raise BadRequestError(

@@ -146,6 +146,7 @@ def test_penalties_and_sampling_reach_the_provider(api):
         ({"prompt": "x", "temperature": 9}, 400, "temperature", "invalid_value"),
         ({"prompt": "x", "check_syntax": "cobol"}, 400, "check_syntax", "invalid_value"),
         ({"prompt": "word " * 5000}, 400, "prompt", "context_length_exceeded"),
+        ({"prompt": "x = 1\n" * 20000, "suffix": "", "check_syntax": "python"}, 400, "check_syntax", "too_large"),
     ],
 )
 def test_refusals_are_openai_shaped(api, body, status, param, code):
