@@ -47,7 +47,7 @@ RUN for model in qwen2.5-coder-0.5b smollm2-135m; do \
 # ---------------------------------------------------------------- runtime stage
 FROM python:3.11-slim
 
-# libgomp1: OpenMP runtime used by llama.cpp; bubblewrap: the python_code / data_analysis sandbox;
+# libgomp1: OpenMP runtime used by llama.cpp; bubblewrap: the python_code sandbox (and math_calc's worker);
 # tini reaps the sandbox's child processes.
 # hadolint ignore=DL3008
 RUN apt-get update \
