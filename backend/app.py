@@ -67,6 +67,9 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
         rate_limiter=RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm),
         metrics=Metrics(),
         audit=AuditLog(settings.audit_log_path),
+        embedding_scheduler=FairScheduler(
+            1, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None
+        ),
         responses=ResponseStore(settings.responses_path, settings.responses_max_per_user),
     )
 
@@ -77,6 +80,18 @@ async def _load_model(services) -> None:  # noqa: ANN001
         log.info("model backend ready: %s", services.provider.model_id)
     except Exception as exc:  # the server stays up; /health/detailed and 503s say why
         log.error("model backend failed to start: %s", exc)
+
+
+async def _start_mcp(services, endpoint, stack: contextlib.AsyncExitStack) -> None:  # noqa: ANN001
+    """Attach the configured MCP servers (their tools join the registry) and run our /mcp endpoint."""
+    if services.settings.mcp_servers:
+        from backend.mcp.client import McpManager
+
+        services.mcp = McpManager(services.settings)
+        stack.push_async_callback(services.mcp.aclose)
+        await services.mcp.start()
+    if endpoint is not None:
+        await stack.enter_async_context(endpoint.run(services))
 
 
 def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  # noqa: ANN001
@@ -98,7 +113,9 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
         loader = asyncio.create_task(_load_model(services))
         services.extras["model_loader"] = loader
         try:
-            yield
+            async with contextlib.AsyncExitStack() as mcp_stack:
+                await _start_mcp(services, mcp_endpoint, mcp_stack)
+                yield
         finally:
             loader.cancel()
             with contextlib.suppress(BaseException):
@@ -115,14 +132,36 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
         version="0.1.0",
         description="OpenAI-compatible chat completions with agents, tools and RAG on a local model.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served with local assets by backend.api.docs
+        redoc_url=None,
     )
     app.state.settings = settings
     install_handlers(app)
 
-    from backend.api import account, admin, auth, conversations, files, health, keys, responses, v1
+    from backend.api import (
+        account,
+        admin,
+        auth,
+        completions,
+        conversations,
+        docs,
+        embeddings,
+        files,
+        health,
+        keys,
+        responses,
+        v1,
+    )
 
-    for module in (v1, responses, auth, keys, admin, conversations, files, account, health):
+    for module in (v1, embeddings, completions, responses, auth, keys, admin, conversations, files, account, health, docs):
         app.include_router(module.router)
+    docs.install_openapi(app)
+    mcp_endpoint = None
+    if settings.mcp_server_enabled:  # our tools for MCP clients (the SDK is loaded in the lifespan)
+        from backend.mcp.server import PATH, McpEndpoint
+
+        mcp_endpoint = McpEndpoint()
+        app.add_route(PATH, mcp_endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
 
     # middleware runs bottom-up: the request context wraps everything
     if settings.cors_origins:

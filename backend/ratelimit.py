@@ -12,8 +12,12 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from backend.errors import RateLimitError
+
+if TYPE_CHECKING:
+    from backend.services import Principal, Services
 
 WINDOW_S = 60.0
 
@@ -100,3 +104,16 @@ class RateLimiter:
         raise RateLimitError(
             f"Rate limit reached: {limit} {what}. Try again in {retry}s.", headers=headers
         )
+
+
+def enforce_user_limit(services: Services, principal: Principal, estimated_tokens: int = 0) -> dict[str, str]:
+    """Count one request against the caller's per-minute budget (administrators may be exempt);
+    returns the ``x-ratelimit-*`` headers, or raises the 429."""
+    if principal.is_admin and services.settings.rate_limit_admin_exempt:
+        return {}
+    try:
+        state = services.rate_limiter.check(principal.user_id, estimated_tokens)
+    except RateLimitError:
+        services.metrics.rate_limited.labels("user").inc()
+        raise
+    return state.headers()

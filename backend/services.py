@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from backend.auth.tokens import TokenService
     from backend.llm.base import LLMProvider
     from backend.llm.scheduler import FairScheduler
+    from backend.mcp.client import McpManager
     from backend.observability.audit import AuditLog
     from backend.observability.metrics import Metrics
     from backend.ratelimit import RateLimiter
@@ -56,7 +57,10 @@ class Services:
     rate_limiter: RateLimiter
     metrics: Metrics
     audit: AuditLog
+    #: fair per-user queue in front of the embedding model (``/v1/embeddings``, one batch at a time)
+    embedding_scheduler: FairScheduler | None = None
     responses: ResponseStore = None  # type: ignore[assignment]  # stored /v1/responses (built in build_services)
+    mcp: McpManager | None = None  # attached MCP servers (backend.mcp.client), started in the lifespan
     extras: dict[str, Any] = field(default_factory=dict)
     _rag: Any = None
     _rag_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

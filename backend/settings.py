@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from backend.mcp.config import McpServerConfig
+
 ProviderName = Literal["embedded", "ollama", "openai"]
 
 
@@ -50,6 +52,8 @@ class Settings(BaseSettings):
     embedded_n_threads: int | None = None
     embedded_n_batch: int = 512
     embedded_chat_format: str | None = None  # None: use the GGUF's own chat template
+    # --- embedded prefix cache (agents): KV state of stable system prompts kept across requests; 0 = off
+    embedded_prefix_cache_mb: int = 128
 
     ollama_host: str = "http://127.0.0.1:11434"
     ollama_model: str = "qwen2.5-coder:0.5b"
@@ -140,10 +144,63 @@ class Settings(BaseSettings):
     rag_candidates: int = 50  # ranked candidates taken from each retriever before fusion
     rag_max_files_per_upload: int = 20
 
+    # --- /v1/embeddings and /v1/completions (embeddings API, text completions with FIM) ----------
+    embeddings_max_inputs: int = 256  # texts one /v1/embeddings request may carry
+    completions_max_prompts: int = 8  # prompts one /v1/completions request may carry
+    completions_default_max_tokens: int = 16  # OpenAI's default for /v1/completions
+    fim_syntax_attempts: int = 3  # generations tried before check_syntax gives up (422)
+
     # --- Responses API (/v1/responses; helper E) ------------------------------------
     responses_dir: Path | None = None
     responses_max_per_user: int = Field(default=500, ge=1)  # stored responses; beyond it the oldest is evicted
     responses_max_input_items: int = Field(default=512, ge=1)  # items in one request's `input`
+
+    # --- MCP (issue 13): attached MCP servers' tools, and our tools served at /mcp ------------
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)  # JSON list in MCP_SERVERS
+    mcp_max_result_chars: int = 16_000  # an MCP tool result is cut to this many characters
+    mcp_ping_interval_s: float = 30.0  # how often a connected server is checked (ping)
+    mcp_reconnect_min_s: float = 2.0  # back-off before reconnecting a server that is down ...
+    mcp_reconnect_max_s: float = 120.0  # ... doubling up to this
+    mcp_server_enabled: bool = True  # serve our tools at /mcp (same bearer tokens / API keys as /v1)
+    mcp_server_tools: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["rag_retrieval", "math_calc", "python_code", "data_analysis", "sql_query",
+                                 "wikipedia", "weather", "web_search"]
+    )
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _unique_mcp_names(cls, value: list[McpServerConfig]) -> list[McpServerConfig]:
+        names = [s.name.lower() for s in value]
+        if len(names) != len(set(names)):
+            raise ValueError("MCP server names must be unique")
+        return value
+
+    # --- resource bounds: SQL tool, ingestion, sandbox (hardening round 2, items 2/3/6) ---------
+    # SQL worker process: the largest string/blob a query may build, what comes back, SQLite heap
+    sql_max_value_bytes: int = 1_000_000
+    sql_max_result_bytes: int = 65_536  # rendered rows handed back to the agent
+    sql_max_scan_bytes: int = 16 * 1024 * 1024  # bytes of values fetched before the result is cut
+    sql_heap_mb: int = 64  # PRAGMA hard_heap_limit inside the worker
+    sql_memory_mb: int = 256  # RLIMIT_AS of the worker process
+    # ingestion quotas per user (0 = unlimited) and rate limits (per minute)
+    rag_max_documents_per_user: int = 500
+    rag_max_bytes_per_user: int = 500 * 1024 * 1024
+    rag_max_jobs_per_user: int = 4  # async ingestion jobs queued or running
+    rag_upload_rpm: int = 20
+    rag_search_rpm: int = 120
+    rag_max_chars_per_document: int = 5_000_000  # extracted text, capped inside the parse worker
+    rag_max_chunks_per_document: int = 10_000
+    rag_ingest_workers: int = 2  # dedicated threads for parsing/embedding uploads
+    rag_ingest_queue_max: int = 32  # ingestions waiting or running, all users (503 beyond; 0 = no cap)
+    rag_finished_jobs_kept: int = 50  # finished async jobs kept in memory per user (all stay on disk)
+    # code sandbox: concurrent runs (all users, and per user), per-run cgroup, python_code switch
+    python_code_enabled: bool = True
+    sandbox_max_concurrent: int = 4
+    sandbox_max_per_user: int = 2
+    sandbox_queue_timeout_s: float = 30.0  # wait for a free run slot at most this long
+    sandbox_max_processes: int = 32  # pids.max of the run's cgroup, and RLIMIT_NPROC of its uid
+    sandbox_cgroup: Literal["auto", "off"] = "auto"
+    sandbox_uid_base: int = 200_000  # as root, run i of the concurrent slots runs as uid base+i
 
     # --- security boundary (hardening round 2: hosts, origins, keys, throttles, metrics) ---------
     # Host names accepted besides localhost, 127.0.0.1 and [::1] (the DNS-rebinding guard): the
@@ -161,7 +218,7 @@ class Settings(BaseSettings):
     # sha256 of the GGUF at EMBEDDED_MODEL_PATH (a catalogue model's own digest is known already)
     embedded_model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
 
-    @field_validator("cors_origins", "ssrf_allow_hosts", "allowed_hosts", "forwarded_allow_ips", mode="before")
+    @field_validator("cors_origins", "ssrf_allow_hosts", "mcp_server_tools", "allowed_hosts", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

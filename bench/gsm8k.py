@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GSM8K (grade-school maths) through the server: plain chat vs ReAct vs plan-and-execute.
+"""GSM8K (grade-school maths) through the server: plain chat vs auto (the router decides) vs forced agents.
 
 Data: ``bench/data/gsm8k/test.jsonl`` (the official test split, MIT; ``--data`` for another copy), the first ``--limit`` problems.
 
@@ -8,9 +8,11 @@ Prompt (all modes, zero-shot chain of thought — Qwen's own CoT instruction —
     <question>
     Please reason step by step, and put your final answer within \\boxed{}.
 
-Modes are model ids on ``/v1/chat/completions``: ``<base>:chat`` (one generation),
-``<base>:react`` (ReAct agent; the registry's tools, math_calc and python_code being the useful
-ones here) and ``<base>:plan-execute`` (LangGraph plan-and-execute).
+Modes are model ids on ``/v1/chat/completions``: ``<base>:chat`` (one generation), ``<base>``
+(auto: the router picks the mode, as for a user who names no mode), ``<base>:code`` (the code
+agent: a program runs in the sandbox), ``<base>:react`` (ReAct agent) and ``<base>:plan-execute``
+(LangGraph plan-and-execute). Problems run one at a time through every mode (all modes of problem
+0, then problem 1, ...), so a run stopped early still compares the modes on the same problems.
 
 Answer extraction: the number in the last ``\\boxed{}``, else the number after the last "answer is",
 else the last number in the reply; commas, "$" and a trailing "." are dropped; compared numerically to the number after
@@ -19,8 +21,8 @@ else the last number in the reply; commas, "$" and a trailing "." are dropped; c
 Per-problem results go to ``bench/results/gsm8k/<model>__<mode>.jsonl`` as they finish; a rerun
 skips problems already there (resume). ``bench/results/gsm8k.json`` summarises every file present.
 
-    .venv/bin/python bench/gsm8k.py [--quick] [--models qwen2.5-coder-0.5b ...] [--modes chat react plan-execute]
-                                    [--limit 100] [--agent-limit 30]
+    .venv/bin/python bench/gsm8k.py [--quick] [--models qwen2.5-coder-0.5b ...] [--modes chat auto code]
+                                    [--limit 100] [--agent-limit 50]
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ from bench.common import (  # noqa: E402
 DATA = BENCH_DATA / "gsm8k" / "test.jsonl"
 PER_PROBLEM = RESULTS / "gsm8k"
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-MODES = ["chat", "react", "plan-execute"]
+MODES = ["chat", "auto", "code", "react", "plan-execute"]
+#: modes that use --limit (the comparison users see); the forced agent modes use --agent-limit
+MAIN_MODES = ("chat", "auto")
 REFERENCE = {  # published GSM8K accuracy of the *Instruct* (not Coder) models, Qwen2.5 report
     "qwen2.5-coder-0.5b": {"model": "Qwen2.5-0.5B-Instruct", "gsm8k": 49.6},
     "qwen2.5-coder-1.5b": {"model": "Qwen2.5-1.5B-Instruct", "gsm8k": 73.2},
@@ -118,6 +122,10 @@ def results_path(model: str, mode: str) -> Path:
     return PER_PROBLEM / f"{model}__{mode}.jsonl"
 
 
+def model_id(base: str, mode: str) -> str:
+    return base if mode == "auto" else f"{base}:{mode}"
+
+
 def solve(client: httpx.Client, url: str, headers: dict[str, str], model_id: str, question: str, max_tokens: int) -> dict[str, Any]:
     body = {"model": model_id, "messages": [{"role": "user", "content": f"{question}\n{INSTRUCTION}"}],
             "temperature": 0, "max_tokens": max_tokens}
@@ -132,6 +140,7 @@ def solve(client: httpx.Client, url: str, headers: dict[str, str], model_id: str
     usage = data.get("usage") or {}
     return {
         "reply": data["choices"][0]["message"].get("content") or "",
+        "agent_mode": agent.get("mode") or "chat",
         "seconds": round(seconds, 2),
         "llm_calls": agent.get("llm_calls") or 1,
         "prompt_tokens": usage.get("prompt_tokens", 0),
@@ -141,22 +150,27 @@ def solve(client: httpx.Client, url: str, headers: dict[str, str], model_id: str
     }
 
 
-def run_mode(server: Any, base: str, model_key: str, mode: str, problems: list[dict[str, Any]], max_tokens: int, out: Path) -> None:
-    done = {r["idx"] for r in read_jsonl(out)}
-    todo = [p for p in problems if p["idx"] not in done]
-    print(f"{model_key} {mode}: {len(done)} done, {len(todo)} to go", flush=True)
+def run_modes(server: Any, base: str, model_key: str, modes: list[str], limits: dict[str, int],
+              problems: list[dict[str, Any]], max_tokens: int) -> None:
+    """Every mode on problem 0, then on problem 1, ...; (problem, mode) pairs already recorded are skipped."""
+    done = {m: {r["idx"] for r in read_jsonl(results_path(model_key, m))} for m in modes}
+    todo = sum(1 for p in problems for m in modes if p["idx"] < limits[m] and p["idx"] not in done[m])
+    print(f"{model_key} {modes}: {todo} to go", flush=True)
     url, headers = server.v1 + "/chat/completions", server.headers("alice")
     with httpx.Client(timeout=1800) as client:
-        for p in todo:
-            res = solve(client, url, headers, f"{base}:{mode}", p["question"], max_tokens)
-            pred = extract_answer(res.get("reply", "")) if "error" not in res else None
-            rec = {"idx": p["idx"], "model": model_key, "mode": mode, "gold": p["gold"], "pred": pred,
-                   "correct": is_correct(pred, p["gold"]), "load_avg": load_avg(), **res}
-            rec["reply"] = rec.get("reply", "")[-1500:]
-            append_jsonl(out, rec)
-            print(f"  #{p['idx']:3d} {'ok ' if rec['correct'] else 'BAD'} gold={p['gold']:g} pred={pred} "
-                  f"{rec['seconds']:.1f}s calls={rec.get('llm_calls')} tools={rec.get('tools')}"
-                  + (f" ERROR {rec['error']}" if "error" in rec else ""), flush=True)
+        for p in problems:
+            for mode in modes:
+                if p["idx"] >= limits[mode] or p["idx"] in done[mode]:
+                    continue
+                res = solve(client, url, headers, model_id(base, mode), p["question"], max_tokens)
+                pred = extract_answer(res.get("reply", "")) if "error" not in res else None
+                rec = {"idx": p["idx"], "model": model_key, "mode": mode, "gold": p["gold"], "pred": pred,
+                       "correct": is_correct(pred, p["gold"]), "load_avg": load_avg(), **res}
+                rec["reply"] = rec.get("reply", "")[-1500:]
+                append_jsonl(results_path(model_key, mode), rec)
+                print(f"  #{p['idx']:3d} {mode:12s} {'ok ' if rec['correct'] else 'BAD'} gold={p['gold']:g} pred={pred} "
+                      f"{rec['seconds']:.1f}s -> {rec.get('agent_mode')} calls={rec.get('llm_calls')} tools={rec.get('tools')}"
+                      + (f" ERROR {rec['error']}" if "error" in rec else ""), flush=True)
 
 
 def summarise(limit: int | None = None) -> list[dict[str, Any]]:
@@ -197,18 +211,27 @@ def _summary_rows(limit: int | None = None) -> list[dict[str, Any]]:
             "mean_seconds": round(sum(r["seconds"] for r in recs) / n, 2),
             "tool_use_rate": round(sum(1 for r in ok if r.get("tools")) / max(1, len(ok)), 2),
             "no_answer": sum(1 for r in recs if r.get("pred") is None),
+            "routed_to": _routed(recs) if mode == "auto" else None,
             "reference": REFERENCE.get(model),
         })
     return rows
+
+
+def _routed(recs: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in recs:
+        key = r.get("agent_mode") or "?"
+        out[key] = out.get(key, 0) + 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: smollm2-135m, 2 problems (1 per agent mode), separate files")
     p.add_argument("--models", nargs="+", default=["qwen2.5-coder-0.5b"])
-    p.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
-    p.add_argument("--limit", type=int, default=100, help="problems for chat")
-    p.add_argument("--agent-limit", type=int, default=30, help="problems for react / plan-execute")
+    p.add_argument("--modes", nargs="+", default=["chat", "auto", "code"], choices=MODES)
+    p.add_argument("--limit", type=int, default=100, help="problems for chat and auto")
+    p.add_argument("--agent-limit", type=int, default=50, help="problems for the forced agent modes (code, react, plan-execute)")
     p.add_argument("--max-tokens", type=int, default=512)
     p.add_argument("--summary-only", action="store_true", help="only rebuild bench/results/gsm8k.json from the per-problem files")
     p.add_argument("--threads", type=int, default=None, help="EMBEDDED_N_THREADS (default: the server's, physical cores)")
@@ -234,9 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                 ))
                 base = server.base_model()
                 warm_model(server, base + ":chat", "alice")
-                for mode in args.modes:
-                    limit = args.limit if mode == "chat" else args.agent_limit
-                    run_mode(server, base, model_key, mode, load_problems(limit, args.data), args.max_tokens, results_path(model_key, mode))
+                limits = {m: args.limit if m in MAIN_MODES else args.agent_limit for m in args.modes}
+                run_modes(server, base, model_key, args.modes, limits, load_problems(max(limits.values()), args.data), args.max_tokens)
     rows = summarise()
     print()
     print(table(

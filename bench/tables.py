@@ -77,16 +77,33 @@ def hotpotqa(d: dict[str, Any]) -> str:
 def router(d: dict[str, Any]) -> str:
     out = []
     for name, c in d["configs"].items():
-        rows = [[cls, v["precision"], v["recall"], v["f1"], v["support"]] for cls, v in c["per_class"].items()]
-        out.append(f"**{name}**: accuracy {c['accuracy']:.2f}, macro-F1 {c['macro_f1']:.2f}, LLM calls {c['llm_calls']}\n\n"
-                   + table(["class", "precision", "recall", "F1", "support"], rows, 2))
+        classes = list(c["per_class"])
+        splits = {**c.get("splits", {}), "all": c}
+        rows = [[sp, sum(int(v["per_class"][k]["support"]) for k in classes), v["accuracy"],
+                 *(f"{v['per_class'][k]['precision']:.2f} / {v['per_class'][k]['recall']:.2f}" for k in classes)]
+                for sp, v in splits.items()]
+        out.append(f"**{name}**: accuracy {c['accuracy']:.3f}, macro-F1 {c['macro_f1']:.3f}, LLM calls {c['llm_calls']}\n\n"
+                   + table(["split", "N", "accuracy", *(f"{k} P / R" for k in classes)], rows, 3))
         conf = c["confusion"]
         out.append(table(["expected \\ routed", *conf], [[e, *conf[e].values()] for e in conf]))
     return "\n\n".join(out)
 
 
+def agent_tasks(d: dict[str, Any]) -> str:
+    out = []
+    for s in d["summaries"]:
+        rows = []
+        for mode, e in (s.get("modes") or {}).items():
+            for sp in ("tune", "heldout", "all", "multi_part"):
+                v = e[sp]
+                rows.append([mode, sp.replace("multi_part", "two/three-part"), v["n"], v["accuracy"], v["median_s"], v["p90_s"]])
+        out.append(f"**{s['model']}** ({s.get('n_common', 0)} tasks answered in every mode)\n\n"
+                   + table(["mode", "split", "N", "accuracy %", "median s", "p90 s"], rows, 1))
+    return "\n\n".join(out) + f"\n\n{_load_note(d)}"
+
+
 SECTIONS = {"overhead": overhead, "api_latency": api_latency, "concurrency": concurrency, "gsm8k": gsm8k,
-            "hotpotqa": hotpotqa, "router_accuracy": router}
+            "hotpotqa": hotpotqa, "router_accuracy": router, "agent_tasks": agent_tasks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,12 +11,12 @@
   var CONFIG = window.APP_CONFIG || {};
   var API_BASE = String(CONFIG.apiBase || '').replace(/\/+$/, '');
   var TOKEN_KEY = 'agent_chat_token';
-  var MODE_SUFFIX = { auto: '', chat: ':chat', react: ':react', 'plan-execute': ':plan-execute' };
+  var MODE_SUFFIX = { auto: '', chat: ':chat', code: ':code', react: ':react', 'plan-execute': ':plan-execute' };
   var MODE_LABEL = {
-    chat: 'Chat', react: 'ReAct', plan_execute: 'Plan & execute', 'plan-execute': 'Plan & execute', auto: 'Auto',
+    chat: 'Chat', code: 'Code', react: 'ReAct', plan_execute: 'Plan & execute', 'plan-execute': 'Plan & execute', auto: 'Auto',
   };
   var STEP_KIND_LABEL = { plan: 'Plan', verify: 'Check', format: 'Format', note: 'Note' };
-  var KNOWN_SUFFIXES = [':chat', ':react', ':plan-execute'];
+  var KNOWN_SUFFIXES = [':chat', ':code', ':react', ':plan-execute'];
   var CONV_PAGE = 50;
   var EXPIRED_MSG = 'Your session expired \u2014 please log in again.';
 
@@ -350,7 +350,9 @@
 
   function loadModels() {
     api('/v1/models').then(function (body) {
-      var ids = (body && Array.isArray(body.data) ? body.data : []).map(function (m) { return String(m.id); });
+      var ids = (body && Array.isArray(body.data) ? body.data : [])
+        .filter(function (m) { return m.type !== 'embedding'; })  // /v1/embeddings' model is not for chat
+        .map(function (m) { return String(m.id); });
       var bases = [];
       ids.forEach(function (id) {
         var base = id;
@@ -544,13 +546,15 @@
       var call = make('code', 'step-tool', step.tool);
       li.appendChild(labelled('Tool', call));
     }
+    // a program run (code mode, or a chat reply's program checked in the sandbox): program and its output
+    var program = step.tool === 'python_code' && typeof step.input === 'string';
     if (step.input !== undefined && step.input !== null && step.input !== '') {
       var input = typeof step.input === 'string' ? step.input : JSON.stringify(step.input, null, 2);
-      li.appendChild(labelled('Input', make('pre', 'step-input', input)));
+      li.appendChild(labelled(program ? 'Program' : 'Input', make('pre', 'step-input', input)));
     }
     if (step.observation !== undefined && step.observation !== null && step.observation !== '') {
       var obs = typeof step.observation === 'string' ? step.observation : JSON.stringify(step.observation, null, 2);
-      li.appendChild(labelled('Observation', make('pre', 'step-observation', obs)));
+      li.appendChild(labelled(program ? 'Output' : 'Observation', make('pre', 'step-observation', obs)));
     }
     view.stepsList.appendChild(li);
     view.stepCount += 1;

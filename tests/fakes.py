@@ -49,3 +49,23 @@ class ScriptedProvider(LLMProvider):
             self.cancelled += 1
             raise
         yield StreamEvent(finish_reason="stop", usage=Usage(prompt_tokens=7, completion_tokens=len(words)))
+
+    # ------------------------------------------------------------ raw text completion (/v1/completions)
+    supports_text_completion = True
+    supports_suffix = True
+
+    async def _stream_text_raw(self, prompt: str, params: GenerationParams, suffix: str | None) -> AsyncIterator[StreamEvent]:
+        self.calls.append({"prompt": prompt, "suffix": suffix, "params": params})
+        if self.fail is not None:
+            raise self.fail
+        text = self.outputs.pop(0) if self.outputs else self.default
+        pieces = [text[i : i + 5] for i in range(0, len(text), 5)]
+        try:
+            for piece in pieces:
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                yield StreamEvent(content=piece)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled += 1
+            raise
+        yield StreamEvent(finish_reason="stop", usage=Usage(prompt_tokens=len(prompt) // 4 + 1, completion_tokens=len(pieces)))

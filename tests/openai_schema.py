@@ -49,3 +49,14 @@ def validate(instance: Any, schema_name: str) -> None:
     doc = document_for(schema_name)
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": doc["components"]}
     jsonschema.validate(instance, schema, cls=jsonschema.Draft202012Validator)
+
+
+def validate_completion_chunk(instance: Any) -> None:
+    """A ``/v1/completions`` stream chunk. OpenAI's spec shares one schema between the body and the
+    chunks, and its ``finish_reason`` is not nullable, yet OpenAI's own stream sends
+    ``"finish_reason": null`` until the last chunk (openai/openai-openapi#100): only that is relaxed."""
+    doc = copy.deepcopy(document_for("CreateCompletionResponse"))
+    choice = doc["components"]["schemas"]["CreateCompletionResponse"]["properties"]["choices"]["items"]
+    choice["properties"]["finish_reason"] = {"anyOf": [choice["properties"]["finish_reason"], {"type": "null"}]}
+    schema = {"$ref": "#/components/schemas/CreateCompletionResponse", "components": doc["components"]}
+    jsonschema.validate(instance, schema, cls=jsonschema.Draft202012Validator)

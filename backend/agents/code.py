@@ -14,13 +14,14 @@ A reply without a program (the question needed no computation) is the answer as 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 
 from backend.agents.events import AgentStep, AnswerDelta
 from backend.agents.llm import CountingLLM
 from backend.agents.messages import split_conversation
-from backend.agents.program import ensure_prints, extract_program, has_complete_python_block
+from backend.agents.program import computes_nothing, ensure_prints, extract_program, has_complete_python_block
 from backend.agents.tools import run_tool, trace_observation
 from backend.llm.types import Message
 from backend.tools.base import Tool, ToolContext, ToolResult
@@ -32,17 +33,29 @@ ANSWER_CHUNK_CHARS = 24
 CODE_TOOL = "python_code"
 
 #: short and stable: its KV state is reused across requests (see the embedded provider's prefix cache)
-CODE_SYSTEM = """You answer questions by writing a short Python 3 program.
-Compute everything in the program; never type a result yourself.
-The program must print() the final answer as a short sentence, e.g. print(f"The total is {total}.").
-Standard library and sympy only; no input(), files or network.
-Reply with only the program in one ```python block."""
+CODE_SYSTEM = (
+    "You are a Python programmer. You answer questions by writing a short Python 3 program that "
+    "computes the answer and prints it. Standard library and sympy only; no input(), files or network."
+)
+
+#: the question goes to the model as a programming task (a coder model writes code for those)
+TASK_PROMPT = """Write a short Python program that computes the answer to the question below and prints it. \
+Compute it in the program.
+
+Question: {question}"""
 
 REPAIR_PROMPT = """The program failed:
 {error}
 Fix it. Reply with only the corrected program in one ```python block."""
 
 NO_OUTPUT_PROMPT = "The program printed nothing. Print the final answer with print(). Reply with only the program."
+
+NO_PROGRAM_PROMPT = "Do not answer yourself: reply with only a Python program that computes the answer and prints it."
+
+TYPED_RESULT_PROMPT = (
+    "The program only prints a text you typed; it computes nothing. Write a program that computes "
+    "the answer from the numbers in the question and prints it. Reply with only the program."
+)
 
 
 def program_stdout(result: ToolResult) -> str:
@@ -100,23 +113,43 @@ class CodeAgent:
         self.steps.append(step)
         return step
 
+    def _note(self, reply: str, asked: str) -> AgentStep:
+        """A reply that was not a usable program (one model call, nothing run), and what was asked next."""
+        step = AgentStep(len(self.steps), reply.strip()[:500], None, None, asked, ok=False, kind="format")
+        self.steps.append(step)
+        return step
+
     async def run(self, messages: list[Message]) -> AsyncIterator[AgentStep | AnswerDelta]:
         client_system, turns = split_conversation(messages)
         system = CODE_SYSTEM + ("\n\n" + client_system if client_system else "")
+        question = turns[-1]["content"] if turns and turns[-1]["role"] == "user" else ""
+        if question:
+            turns[-1] = {"role": "user", "content": TASK_PROMPT.format(question=question)}
         convo: list[Message] = [{"role": "system", "content": system}, *turns]
         last_error = ""
         for attempt in range(self.max_repairs + 1):
             reply = await self._write(convo)
             program = extract_program(reply)
             if program is None:
-                if attempt == 0:  # no computation needed: the reply is the answer
+                if attempt == 0 and not re.search(r"\d", reply):  # no computation needed: the reply is the answer
                     self.final = reply.strip() or "I could not write a program for this question."
                     self.stop_reason = "no_program"
                     break
+                # a number the model worked out itself is not an answer here: ask for the program
                 last_error = "the reply did not contain a program"
-                convo += [{"role": "assistant", "content": reply}, {"role": "user", "content": NO_OUTPUT_PROMPT}]
+                yield self._note(reply, NO_PROGRAM_PROMPT)
+                convo += [{"role": "assistant", "content": reply}, {"role": "user", "content": NO_PROGRAM_PROMPT}]
                 continue
             program = ensure_prints(program)
+            typed = computes_nothing(program) and bool(re.search(r"\d", program + question))
+            if typed and attempt < self.max_repairs:
+                last_error = "the program only printed a typed-in text"
+                yield self._note(program, TYPED_RESULT_PROMPT)
+                convo += [
+                    {"role": "assistant", "content": f"```python\n{program}\n```"},
+                    {"role": "user", "content": TYPED_RESULT_PROMPT},
+                ]
+                continue
             start = time.perf_counter()
             result = await run_tool(self.tools, self.ctx, CODE_TOOL, {"code": program})
             stdout = program_stdout(result) if result.ok else ""

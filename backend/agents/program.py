@@ -90,3 +90,20 @@ def ensure_prints(program: str) -> str:
     lines = program.splitlines()
     head = lines[: last.lineno - 1]
     return "\n".join([*head, f"print({segment})"])
+
+
+def computes_nothing(program: str) -> bool:
+    """The program only prints text typed into it (``print("The answer is 42")``): nothing computed."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError):
+        return False
+    if not tree.body:
+        return True
+    for node in tree.body:
+        call = node.value if isinstance(node, ast.Expr) else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "print"):
+            return False
+        if not all(isinstance(a, ast.Constant) for a in call.args):
+            return False
+    return True

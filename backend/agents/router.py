@@ -265,11 +265,14 @@ _CODING_HELP = _rx(
     r"unit test|big-o|time complexity)\b"
 )
 _EXPLAIN = _rx(
-    r"\b(?:explain|describe|what does .{0,40} mean|what is the difference|difference between|why (?:do|"
+    r"\b(?:explain|describe|what does .{0,40} mean|(?:what(?:'s| is| are)|explain|describe) the (?:main |key )?"
+    r"differences? between|^\s*+differences? between|why (?:do|"
     r"does|is|are|did|can|can't)|how (?:does|do|can|should) (?:i|you|we|a|an|the)\b|"
     r"tell me about|what are the (?:benefits|advantages|pros)|pros and cons|tips|advice|recommend|suggest|"
     r"ideas for|opinion|should i)\b"
 )
+#: an explanation cue this far into a text with numbers is part of a word problem, not the request
+_EXPLAIN_WITHIN = 80
 _RUN_WORDS = _rx(r"\b(?:run|execute|exec|use python|what (?:does|will) (?:it|this) (?:print|output))\b")
 # may need facts the model may not have: unsure, ask the model when allowed
 _WEAK_FACTS = [
@@ -348,7 +351,7 @@ def _signals(query: str) -> _Signals:
         s.compute["arithmetic"] = words
     if _count_numbers(text) >= 2:
         m = _WEAK_COMPUTE_Q.search(text)
-        if m or text.rstrip().endswith("?"):
+        if m or "?" in text:
             s.weak_compute = m.group(0) if m else "a question with several numbers"
     s.symbolic = _first(_SYMBOLIC, text)
     unquoted = _QUOTED.sub(" ", text)
@@ -356,13 +359,16 @@ def _signals(query: str) -> _Signals:
         hit = _first(patterns, unquoted)
         if hit:
             s.lookups[cat] = hit
-    if "search" in s.lookups and len(s.lookups) > 1 and _TEMPORAL_ONLY.fullmatch(s.lookups["search"]):
-        s.lookups.pop("search")
+    if "search" in s.lookups and _TEMPORAL_ONLY.fullmatch(s.lookups["search"]) and (
+        len(s.lookups) > 1 or s.compute or s.weak_compute
+    ):
+        s.lookups.pop("search")  # "weather in Berlin right now", "she works 40 hours this week": no web search
     if "search" in s.lookups and "wikipedia" in s.lookups and not _WEB.search(text):
         s.lookups.pop("search")  # "look up X on Wikipedia" names its source
     for kind, rx in (("greeting", _GREETING), ("creative", _CREATIVE), ("coding help", _CODING_HELP), ("explanation", _EXPLAIN)):
         m = rx.search(text)
-        if m:
+        if m and not (kind == "explanation" and m.start() > _EXPLAIN_WITHIN and (s.compute or s.weak_compute)):
+            # "... The difference between the two tanks is 7 feet. How deep ...?" is a word problem
             s.chat, s.chat_kind = m.group(0).strip(), kind
             break
     s.parallel = _first(_PARALLEL, text) or _first([_NAMES], original)
@@ -372,7 +378,7 @@ def _signals(query: str) -> _Signals:
         for part in _PARTS.split(text):
             if part.strip() and not any(p.search(_QUOTED.sub(" ", part)) for ps in _LOOKUP.values() for p in ps):
                 s.separate.update(k for k in s.compute if _first(_STRONG_COMPUTE[k], part))
-    if s.facts and s.sequential and not s.lookups and _COMPUTE_VERB.search(text):
+    if s.facts and s.sequential and not (s.lookups or s.compute or s.weak_compute) and _COMPUTE_VERB.search(text):
         s.lookups["search"] = s.facts  # the fact comes from a lookup, the computation uses it
     return s
 

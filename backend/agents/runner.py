@@ -64,7 +64,7 @@ async def run_agent(
     if not last_user_text(messages).strip():
         raise BadRequestError("The agent needs a user message with text.", param="messages")
     llm = CountingLLM(provider, params)
-    tools = dict(tools) if tools is not None else select_tools(tool_names, settings)
+    tools = dict(tools) if tools is not None else select_tools(tool_names, settings, ctx.services)
     query = last_user_text(messages)
     if mode == "code":
         python_tool = tools.get(CODE_TOOL)

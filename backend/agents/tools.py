@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from backend.agents.router import tool_categories
+from backend.mcp.bridge import is_mcp_tool
 from backend.settings import Settings
 from backend.tools.base import Tool, ToolContext, ToolResult
 from backend.tools.registry import all_tools, available_tools
@@ -17,12 +18,15 @@ OBSERVATION_PROMPT_CHARS = 1500
 OBSERVATION_TRACE_CHARS = 8000
 
 
-def select_tools(names: list[str] | None = None, settings: Settings | None = None) -> dict[str, Tool]:
+def select_tools(
+    names: list[str] | None = None, settings: Settings | None = None, services: Any = None
+) -> dict[str, Tool]:
     """The registry's tools, restricted to ``names`` (in registry order) when given.
 
-    With ``settings``, only tools that can run with that configuration (no web search without a key).
+    With ``settings``, only tools that can run with that configuration (no web search without a key);
+    with the app's ``services`` too, the attached MCP servers' tools as well.
     """
-    tools = available_tools(settings) if settings is not None else all_tools()
+    tools = available_tools(settings, services) if settings is not None else all_tools()
     if names is None:
         return dict(tools)
     return {n: t for n, t in tools.items() if n in names}
@@ -55,7 +59,10 @@ def relevant_tools(query: str, tools: dict[str, Tool]) -> dict[str, Tool]:
     if "wikipedia" in cats and not _WEB.search(query):
         wanted.discard("web_search")  # "look up X on Wikipedia" names its source
     chosen = {n: t for n, t in tools.items() if n in wanted}
-    return chosen or dict(tools)
+    if not chosen:
+        return dict(tools)
+    # the router knows no keywords for attached MCP servers' tools: they are always offered
+    return {n: t for n, t in tools.items() if n in chosen or is_mcp_tool(n)}
 
 
 def specs(tools: dict[str, Tool]) -> list[dict[str, Any]]:

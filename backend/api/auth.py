@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import current_user, get_services, off_loop, slow_hash
+from backend.api.docs import json_body
 from backend.auth.password_change import change_password
 from backend.auth.passwords import verify_password
 from backend.auth.throttle import LoginThrottle, RegistrationThrottle
@@ -86,7 +87,7 @@ def _bearer_token(request: Request) -> str:
     return request.headers["authorization"].split(" ", 1)[1].strip()
 
 
-@router.post("/login", response_model=TokenResponse)
+@router.post("/login", response_model=TokenResponse, openapi_extra=json_body(Credentials, form=True))
 async def login(request: Request, services: Services = Depends(get_services)) -> TokenResponse:
     creds = await _credentials(request)
     ip = _client_ip(request)
@@ -103,7 +104,7 @@ async def login(request: Request, services: Services = Depends(get_services)) ->
     return _issue(services, user)
 
 
-@router.post("/register", response_model=TokenResponse, status_code=201)
+@router.post("/register", response_model=TokenResponse, status_code=201, openapi_extra=json_body(Credentials, form=True))
 async def register(request: Request, services: Services = Depends(get_services)) -> TokenResponse:
     if not services.settings.allow_registration:
         raise PermissionDeniedError("Self-registration is disabled on this server.", code="registration_disabled")

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.auth.scopes import ALL_SCOPES, ANONYMOUS_SCOPES, DEFAULT_KEY_SCOPES, required_scope
 from backend.errors import AuthenticationError, PermissionDeniedError
@@ -18,6 +19,12 @@ from backend.services import Principal, Services
 from backend.storage.keys import KEY_PREFIX
 
 ANONYMOUS_USER_ID = "u_anonymous"
+#: declares the scheme in OpenAPI ("Authorize" in /docs); the header itself is read by ``_bearer``
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A login token (POST /api/auth/login) or an API key (sk-...).",
+)
 T = TypeVar("T")
 
 
@@ -106,7 +113,11 @@ def _route_path(request: Request) -> str:
     return getattr(route, "path", None) or request.url.path
 
 
-async def current_user(request: Request, services: Services = Depends(get_services)) -> Principal:
+async def current_user(
+    request: Request,
+    services: Services = Depends(get_services),
+    _declared: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
+) -> Principal:
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached

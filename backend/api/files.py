@@ -3,11 +3,19 @@
 Every route is scoped to the caller: another user's ``file_id`` or ``job_id`` is a 404.
 Upload size is enforced while the body streams in (``Content-Length`` first, then a byte count
 on the ASGI receive channel), so an oversized upload is refused before it is stored.
+
+Bounded per user: uploads and searches have their own per-minute rate limits (429 with
+``Retry-After``, like chat), the document and storage quotas are checked before the body is read
+and again under the user's ingestion lock (403), and async jobs are capped (429). Uploaded files
+are spooled to disk (under the jobs directory) while they wait, never held in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import shutil
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,6 +27,7 @@ from backend.api.deps import current_user, get_services
 from backend.errors import APIError, BadRequestError, PayloadTooLargeError
 from backend.rag.jobs import IngestJobs
 from backend.rag.service import IngestItem, RagService
+from backend.ratelimit import RateLimiter
 from backend.services import Principal, Services
 
 log = logging.getLogger("backend.api.files")
@@ -55,8 +64,26 @@ async def _rag(services: Services) -> RagService:
 def _jobs(services: Services) -> IngestJobs:
     jobs = services.extras.get("rag_jobs")
     if jobs is None:
-        jobs = services.extras.setdefault("rag_jobs", IngestJobs(services.settings.jobs_path))
+        settings = services.settings
+        jobs = services.extras.setdefault(
+            "rag_jobs",
+            IngestJobs(settings.jobs_path, settings.rag_max_jobs_per_user, settings.rag_finished_jobs_kept),
+        )
     return jobs
+
+
+def _limiter(services: Services, name: str, rpm: int) -> RateLimiter:
+    limiter = services.extras.get(name)
+    if limiter is None:
+        limiter = services.extras.setdefault(name, RateLimiter(rpm, 0))
+    return limiter
+
+
+def _rate_limit(services: Services, principal: Principal, name: str, rpm: int) -> None:
+    """Count one request against the per-user limit ``name`` (0 = unlimited); 429 past it."""
+    if rpm <= 0 or (principal.is_admin and services.settings.rate_limit_admin_exempt):
+        return
+    _limiter(services, name, rpm).check(principal.user_id)
 
 
 async def _read_limited_form(request: Request, limit: int, max_files: int) -> Any:
@@ -88,7 +115,11 @@ async def _read_limited_form(request: Request, limit: int, max_files: int) -> An
     return await limited.form(max_files=max_files, max_fields=20)
 
 
-async def _collect_items(request: Request, settings: Any) -> list[IngestItem]:
+SPOOL_BLOCK = 1024 * 1024
+
+
+async def _collect_items(request: Request, settings: Any, spool: Path) -> list[IngestItem]:
+    """Read the uploaded files into ``spool`` (one file each, streamed in blocks): nothing stays in memory."""
     limit = settings.max_upload_bytes
     form = await _read_limited_form(request, limit + MULTIPART_OVERHEAD, settings.rag_max_files_per_upload)
     try:
@@ -97,14 +128,17 @@ async def _collect_items(request: Request, settings: Any) -> list[IngestItem]:
             raise BadRequestError("No files were sent: use the multipart field name 'files'.", param="files")
         items: list[IngestItem] = []
         total = 0
-        for upload in uploads:
-            data = await upload.read(limit + 1)
-            total += len(data)
-            if len(data) > limit or total > limit:
-                raise PayloadTooLargeError(
-                    f"'{upload.filename}' takes the upload past the limit of {limit} bytes.", param="files"
-                )
-            items.append(IngestItem(upload.filename or "document", data, upload.content_type))
+        for n, upload in enumerate(uploads):
+            path = spool / f"{n:03d}.upload"
+            with path.open("wb") as out:
+                while block := await upload.read(SPOOL_BLOCK):
+                    total += len(block)
+                    if total > limit:
+                        raise PayloadTooLargeError(
+                            f"'{upload.filename}' takes the upload past the limit of {limit} bytes.", param="files"
+                        )
+                    await asyncio.to_thread(out.write, block)
+            items.append(IngestItem(upload.filename or "document", path, upload.content_type))
         return items
     finally:
         await form.close()
@@ -116,7 +150,29 @@ def _result_entry(item: IngestItem, result: dict[str, Any] | APIError) -> dict[s
     return result
 
 
-@router.post("/upload")
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "PDF, DOCX, Markdown or text documents (repeat the field for several).",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/upload", openapi_extra=_UPLOAD_BODY)
 async def upload_files(
     request: Request,
     principal: CurrentUser,
@@ -124,21 +180,35 @@ async def upload_files(
     run_async: Annotated[bool, Query(alias="async")] = False,
 ) -> Any:
     """Upload one or more documents (field ``files``); ``?async=true`` answers 202 with a job id."""
-    items = await _collect_items(request, services.settings)
-    rag = await _rag(services)
+    settings = services.settings
     user_id = principal.user_id
-
-    async def work(progress: Any) -> dict[str, Any]:
-        results = await rag.ingest_many(user_id, items, progress)
-        entries = [_result_entry(i, r) for i, r in zip(items, results, strict=False)]
-        if all(isinstance(r, APIError) for r in results):
-            raise next(r for r in results if isinstance(r, APIError))
-        return {"object": "list", "data": entries}
-
+    _rate_limit(services, principal, "rag_upload_limiter", settings.rag_upload_rpm)
+    jobs = _jobs(services)
     if run_async:
-        job = _jobs(services).start(user_id, [i.filename for i in items], work)
-        return JSONResponse(job, status_code=202, headers={"Location": f"/api/files/jobs/{job['id']}"})
-    return await work(None)
+        jobs.check_capacity(user_id)
+    rag = await _rag(services)
+    rag.check_ingest_capacity()
+    await asyncio.to_thread(rag.check_quota, user_id, 1, 0)  # refuse before reading the body
+    spool = await asyncio.to_thread(jobs.spool_dir, user_id)
+    try:
+        items = await _collect_items(request, settings, spool)
+        names = [i.filename for i in items]
+
+        async def work(progress: Any) -> dict[str, Any]:
+            results = await rag.ingest_many(user_id, items, progress)
+            entries = [_result_entry(i, r) for i, r in zip(items, results, strict=False)]
+            if all(isinstance(r, APIError) for r in results):
+                raise next(r for r in results if isinstance(r, APIError))
+            return {"object": "list", "data": entries}
+
+        if run_async:
+            job = jobs.start(user_id, names, work, spool=spool)
+            spool = None  # the job owns it now and removes it when it ends
+            return JSONResponse(job, status_code=202, headers={"Location": f"/api/files/jobs/{job['id']}"})
+        return await work(None)
+    finally:
+        if spool is not None:
+            await asyncio.to_thread(shutil.rmtree, spool, True)
 
 
 @router.get("/jobs/{job_id}")
@@ -195,5 +265,6 @@ async def delete_document(
 async def search_documents(
     body: SearchRequest, principal: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
+    _rate_limit(services, principal, "rag_search_limiter", services.settings.rag_search_rpm)
     hits = await (await _rag(services)).search(principal.user_id, body.query, body.top_k, body.file_ids, mode=body.mode)
     return {"object": "list", "data": [h.to_dict() for h in hits]}

@@ -75,7 +75,10 @@ async def health_detailed(services: Services = Depends(get_services)) -> JSONRes
     ok = bool(model.get("ok")) and storage["ok"]
     from backend.tools.registry import available_tools, unavailable_tools
 
-    tools = {"available": list(available_tools(services.settings)), "unavailable": unavailable_tools(services.settings)}
+    tools = {"available": list(available_tools(services.settings, services)),
+             "unavailable": unavailable_tools(services.settings)}
+    if services.mcp is not None:
+        tools["mcp_servers"] = services.mcp.describe()
     body = {"status": "ok" if ok else "degraded", "model": model, "storage": storage, "queue": queue,
             "provider": services.settings.llm_provider, "tools": tools}
     return JSONResponse(body, status_code=200 if ok else 503)

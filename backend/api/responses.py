@@ -17,13 +17,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
+from backend.api.body import read_json_object, watch_disconnect
 from backend.api.deps import current_user, get_services
-from backend.api.v1 import _retry_count, _watch_disconnect, read_json_object
+from backend.api.v1 import _retry_count
 from backend.chat.pipeline import ChatRun
 from backend.chat.render import _END, EventPump
 from backend.errors import APIError, BadRequestError, validation_error
 from backend.responses.render import ResponseBuilder
-from backend.responses.schemas import ResponsesRequest, check_fields
+from backend.responses.schemas import ResponsesRequest, check_fields, request_body_openapi
 from backend.responses.translate import echo_text, echo_tools, input_items, new_item_id, to_chat_request
 from backend.services import Principal, Services
 from backend.storage.responses import ResponseStore
@@ -36,7 +37,7 @@ def _store(services: Services) -> ResponseStore:
 
 
 async def _parse(request: Request, services: Services) -> ResponsesRequest:
-    payload = await read_json_object(request, services)
+    payload = await read_json_object(request, services.settings)
     check_fields(payload)
     try:
         return ResponsesRequest.model_validate(payload)
@@ -77,7 +78,7 @@ def _frame(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
-@router.post("/responses", response_model=None)
+@router.post("/responses", response_model=None, openapi_extra={"requestBody": request_body_openapi()})
 async def create_response(
     request: Request,
     principal: Principal = Depends(current_user),
@@ -117,7 +118,7 @@ async def create_response(
             builder.finish(run)
 
         task = asyncio.create_task(produce())
-        watcher = asyncio.create_task(_watch_disconnect(request, task))
+        watcher = asyncio.create_task(watch_disconnect(request, task))
         try:
             await task
         except asyncio.CancelledError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 
@@ -11,7 +10,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
+from backend.api.body import read_json_object, watch_disconnect
 from backend.api.deps import current_user, get_services
+from backend.api.docs import json_body
+from backend.api.embeddings import embedding_model_id
 from backend.chat.modes import model_ids, resolve_model
 from backend.chat.pipeline import ChatRun
 from backend.chat.render import EventPump, run_to_completion, sse_body
@@ -33,55 +35,22 @@ async def list_models(
     principal: Principal = Depends(current_user), services: Services = Depends(get_services)
 ) -> dict[str, object]:
     ids = model_ids([services.provider.model_id])
-    return {"object": "list", "data": [_model_entry(i) for i in ids]}
+    return {"object": "list", "data": [_model_entry(i) for i in ids] + [_embedding_entry(services)]}
+
+
+def _embedding_entry(services: Services) -> dict[str, object]:
+    """The embedding model of ``/v1/embeddings`` (listed last: clients take the first model for chat)."""
+    return _model_entry(embedding_model_id(services)) | {"type": "embedding"}
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(
     model_id: str, principal: Principal = Depends(current_user), services: Services = Depends(get_services)
 ) -> dict[str, object]:
+    if model_id == embedding_model_id(services):
+        return _embedding_entry(services)
     resolve_model(model_id, [services.provider.model_id])
     return _model_entry(model_id)
-
-
-def _json_depth(value: object, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return True
-
-
-async def read_json_object(request: Request, services: Services) -> dict:
-    """The request body as a JSON object, or a 400 (bad JSON, too deep, lone surrogates)."""
-    raw = await request.body()
-    # decoding up to MAX_BODY_BYTES of JSON is CPU work: off the event loop
-    return await asyncio.to_thread(_decode, raw, services.settings.max_json_depth)
-
-
-def _decode(raw: bytes, max_depth: int) -> dict:
-    try:
-        payload = json.loads(raw)
-    except RecursionError:  # thousands of nested brackets: deeper than the parser goes
-        raise BadRequestError("The request body is nested too deeply.", code="too_deep") from None
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError, integers beyond Python's digit limit
-        raise BadRequestError(
-            "We could not parse the JSON body of your request. Send a JSON object.", code="invalid_json"
-        ) from None
-    if not isinstance(payload, dict):
-        raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
-    if not _json_depth(payload, max_depth):
-        raise BadRequestError("The request body is nested too deeply.", code="too_deep")
-    try:  # a lone surrogate escape ("\ud800") is not Unicode: it could be neither stored nor answered
-        json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequestError("The request contains invalid Unicode (a lone surrogate escape).", code="invalid_unicode") from None
-    return payload
 
 
 def _validate(payload: dict, max_tokens_limit: int) -> ChatCompletionRequest:
@@ -92,7 +61,7 @@ def _validate(payload: dict, max_tokens_limit: int) -> ChatCompletionRequest:
 
 
 async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
-    payload = await read_json_object(request, services)
+    payload = await read_json_object(request, services.settings)
     return await asyncio.to_thread(_validate, payload, services.settings.max_tokens_limit)
 
 
@@ -101,17 +70,7 @@ def _retry_count(request: Request) -> int:
     return int(raw) if raw.isdigit() and len(raw) < 4 else 0
 
 
-async def _watch_disconnect(request: Request, task: asyncio.Task) -> None:
-    """Cancel ``task`` the moment the client goes away (the body is already read, so the next
-    ASGI message can only be ``http.disconnect``) — as Starlette's StreamingResponse listens."""
-    while not task.done():
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            task.cancel()
-            return
-
-
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, openapi_extra=json_body(ChatCompletionRequest))
 async def chat_completions(
     request: Request,
     principal: Principal = Depends(current_user),
@@ -143,7 +102,7 @@ async def chat_completions(
 
     if not req.stream:
         task = asyncio.create_task(run_to_completion(run))
-        watcher = asyncio.create_task(_watch_disconnect(request, task))
+        watcher = asyncio.create_task(watch_disconnect(request, task))
         try:
             body = await task
         except asyncio.CancelledError:

@@ -29,6 +29,7 @@ from backend.chat.schemas import ChatCompletionRequest
 from backend.errors import BadRequestError, ContextLengthExceededError
 from backend.llm.tool_calling import resolve_tool_choice
 from backend.llm.types import GenerationParams, StreamEvent, ToolCall, Usage
+from backend.ratelimit import enforce_user_limit
 from backend.services import Principal, Services
 from backend.storage.ids import require_id
 
@@ -125,6 +126,8 @@ class ChatRun:
             response_format=req.response_format,
             tools=tools,
             tool_choice=req.tool_choice,
+            presence_penalty=req.presence_penalty,
+            frequency_penalty=req.frequency_penalty,
         )
         # tokenising and the conversation files run off the event loop: a long prompt or a big
         # conversation delays this request only, never /health or other users
@@ -190,16 +193,8 @@ class ChatRun:
         return decision.mode, meta
 
     def _rate_limit(self) -> None:
-        if self.principal.is_admin and self.settings.rate_limit_admin_exempt:
-            self.rate_headers: dict[str, str] = {}
-            return
         estimate = getattr(self, "estimated_prompt_tokens", 0)
-        try:
-            state = self.services.rate_limiter.check(self.principal.user_id, estimate)
-        except Exception:
-            self.services.metrics.rate_limited.labels("user").inc()
-            raise
-        self.rate_headers = state.headers()
+        self.rate_headers: dict[str, str] = enforce_user_limit(self.services, self.principal, estimate)
 
     def _scheduled(self) -> ScheduledProvider:
         return ScheduledProvider(self.services, self.principal.user_id, self.result)

@@ -106,7 +106,8 @@ class ChunkWriter:
         if isinstance(ev, AgentMeta):
             out.append(self.chunk({}, agent=ev.to_dict()))
         elif isinstance(ev, StepEvent):
-            out.append(self.chunk({"reasoning_content": step_text(ev.step)}, agent_step=ev.step))
+            text = step_text(ev.step)  # DeepSeek/llama.cpp read reasoning_content; vLLM/OpenRouter read reasoning
+            out.append(self.chunk({"reasoning_content": text, "reasoning": text}, agent_step=ev.step))
         elif isinstance(ev, SourcesEvent):
             out.append(self.chunk({}, sources=ev.sources))
         elif isinstance(ev, StreamEvent):
@@ -137,6 +138,8 @@ class ChunkWriter:
 
 class EventPump:
     """Runs ``run.events()`` in a task; the first event (or error) can be awaited before responding."""
+
+    END = _END  #: queued after the last event
 
     def __init__(self, run: ChatRun) -> None:
         self.run = run

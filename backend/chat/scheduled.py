@@ -45,6 +45,8 @@ class ScheduledProvider(LLMProvider):
         self.name = self._inner.name
         self.native_tool_calls = self._inner.native_tool_calls
         self.supports_complete = self._inner.supports_complete
+        self.supports_text_completion = self._inner.supports_text_completion
+        self.supports_suffix = self._inner.supports_suffix
         self.parallel = self._inner.parallel
 
     @property
@@ -94,6 +96,23 @@ class ScheduledProvider(LLMProvider):
         async with self._slot() as start:
             first = True
             agen = self._inner.stream(messages, params).__aiter__()
+            try:
+                async for ev in self._guarded(agen, settings.first_byte_timeout_s, settings.stream_idle_timeout_s):
+                    if first:
+                        self._services.metrics.ttft.labels(self.model_id).observe(time.perf_counter() - start)
+                        first = False
+                    yield ev
+            finally:
+                await agen.aclose()
+
+    async def stream_text(
+        self, prompt: str, params: GenerationParams, *, suffix: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """A raw completion (``/v1/completions``) through the same fair slot and timeouts as chat."""
+        settings = self._services.settings
+        async with self._slot() as start:
+            first = True
+            agen = self._inner.stream_text(prompt, params, suffix=suffix).__aiter__()
             try:
                 async for ev in self._guarded(agen, settings.first_byte_timeout_s, settings.stream_idle_timeout_s):
                     if first:

@@ -65,6 +65,9 @@ class LLMProvider(ABC):
     parallel: int = 1
     #: ``_complete_raw`` is implemented: non-stream requests skip streaming overhead upstream
     supports_complete: bool = False
+    #: ``_stream_text_raw`` is implemented (``/v1/completions``); ``supports_suffix``: with fill-in-the-middle
+    supports_text_completion: bool = False
+    supports_suffix: bool = False
 
     @property
     @abstractmethod
@@ -104,7 +107,33 @@ class LLMProvider(ABC):
         """One non-streamed generation (only where ``supports_complete``)."""
         raise NotImplementedError
 
+    def _stream_text_raw(
+        self, prompt: str, params: GenerationParams, suffix: str | None
+    ) -> AsyncIterator[StreamEvent]:
+        """A raw text completion of ``prompt`` (no chat template); with ``suffix``, the text that
+        fills the gap between ``prompt`` and ``suffix`` (only where ``supports_suffix``)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ shared
+    async def stream_text(
+        self, prompt: str, params: GenerationParams, *, suffix: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """``/v1/completions``: text deltas, then an event with ``finish_reason`` and ``usage``."""
+        if not self.supports_text_completion:
+            raise BadRequestError(
+                f"The '{self.name}' model backend does not offer raw text completions; use /v1/chat/completions.",
+                param="prompt",
+                code="unsupported_endpoint",
+            )
+        if suffix is not None and not self.supports_suffix:
+            raise BadRequestError(
+                f"The '{self.name}' model backend does not support 'suffix' (fill-in-the-middle).",
+                param="suffix",
+                code="unsupported_parameter",
+            )
+        async for ev in self._stream_text_raw(prompt, params, suffix):
+            yield ev
+
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
         choice = resolve_tool_choice(params.tools, params.tool_choice)
         constraint = json_constraint_from(params.response_format)

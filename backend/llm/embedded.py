@@ -8,18 +8,25 @@
   events through an asyncio queue. When the consumer goes away, a ``threading.Event`` checked
   before every sampled token (and between prompt batches) stops the work at once.
 * The KV cache is kept between calls, so a repeated prefix (the system prompt) is not re-evaluated.
+* Stable prompt prefixes (a mode's system prompt with its tool schemas) also keep their KV state in
+  a small LRU store (``PrefixCache``): when a chat request has replaced the KV cache in between, an
+  agent turn restores its prefix instead of evaluating it again, so its time-to-first-token stays
+  close to plain chat's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
+import hashlib
 import json
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,6 +59,74 @@ _PREFILL_CHUNK = 256  # prompt tokens evaluated between two cancellation checks
 
 class _Cancelled(Exception):
     pass
+
+
+#: a prefix shorter than this is cheaper to evaluate than to store and restore
+PREFIX_MIN_TOKENS = 32
+
+
+class PrefixCache:
+    """KV state of stable prompt prefixes (sequence 0 only, no logits), least recently used out first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self.hits = 0
+        self.stores = 0
+
+    @staticmethod
+    def key(tokens: list[int]) -> str:
+        return hashlib.sha1(b"".join(t.to_bytes(4, "little", signed=True) for t in tokens)).hexdigest()
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(len(data) for _, data in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> tuple[int, bytes] | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, key: str, n_tokens: int, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        self._items[key] = (n_tokens, data)
+        self._items.move_to_end(key)
+        self.stores += 1
+        while self.size_bytes > self.max_bytes:
+            self._items.popitem(last=False)
+
+
+def _save_kv(llama: Any) -> bytes | None:
+    """The KV cells of sequence 0 (what the prompt so far left in the cache)."""
+    import llama_cpp
+
+    ctx = llama._ctx.ctx
+    size = int(llama_cpp.llama_state_seq_get_size(ctx, 0))
+    if size <= 0:
+        return None
+    buf = (ctypes.c_uint8 * size)()
+    written = int(llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0))
+    return bytes(buf[:written]) if 0 < written <= size else None
+
+
+def _load_kv(llama: Any, data: bytes, tokens: list[int]) -> bool:
+    """Put a saved prefix back as the KV cache's content; False if llama.cpp refused it."""
+    import llama_cpp
+
+    llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+    buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    if int(llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, buf, len(data), 0)) != len(data):
+        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llama.n_tokens = 0
+        return False
+    llama.input_ids[: len(tokens)] = tokens
+    llama.n_tokens = len(tokens)
+    return True
 
 
 _DONE = object()
@@ -192,6 +267,7 @@ class EmbeddedProvider(LLMProvider):
         self.n_threads = settings.embedded_n_threads or physical_cores()
         #: prompt tokens reused from the KV cache by the latest generation (not re-evaluated)
         self.last_cached_tokens = 0
+        self.prefix_cache = PrefixCache(int(settings.embedded_prefix_cache_mb * 1024 * 1024))
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -310,8 +386,32 @@ class EmbeddedProvider(LLMProvider):
         stops = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
         return tokens, [s for s in stops if s]
 
-    def _prefill(self, tokens: list[int], cancel: threading.Event) -> None:
-        """Evaluate all but the last prompt token in chunks, reusing the cached prefix."""
+    def stable_prefix_len(self, messages: list[Message], tools: list[dict[str, Any]] | None, tokens: list[int]) -> int:
+        """How many leading prompt tokens are the system turn (system prompt + tool schemas).
+
+        That part is the same for every request of a mode, so its KV state is worth keeping.
+        """
+        if not self.settings.embedded_prefix_cache_mb or not messages:
+            return 0
+        first = messages[0]
+        if not isinstance(first, dict) or first.get("role") not in ("system", "developer"):
+            return 0
+        try:
+            head, _ = self.render_prompt([first], tools)
+        except Exception:  # noqa: BLE001 - a template that needs more than a system turn: no prefix
+            return 0
+        n = 0
+        limit = min(len(head), len(tokens) - 1)
+        while n < limit and head[n] == tokens[n]:
+            n += 1
+        return n if n >= PREFIX_MIN_TOKENS else 0
+
+    def _prefill(self, tokens: list[int], cancel: threading.Event, stable_prefix: int = 0) -> None:
+        """Evaluate all but the last prompt token in chunks, reusing the cached prefix.
+
+        With ``stable_prefix`` (tokens of the system turn) the prefix's KV state comes from the
+        ``PrefixCache`` when the KV cache holds something else, and is stored there when new.
+        """
         llama = self._llama
         assert llama is not None
         cached = llama.n_tokens
@@ -322,11 +422,30 @@ class EmbeddedProvider(LLMProvider):
             prefix += 1
         if prefix < cached:
             llama.n_tokens = prefix  # eval() drops the KV cells past n_tokens
+        key = None
+        if stable_prefix and prefix < stable_prefix:
+            key = PrefixCache.key(tokens[:stable_prefix])
+            hit = self.prefix_cache.get(key)
+            if hit is not None and hit[0] == stable_prefix and _load_kv(llama, hit[1], tokens[:stable_prefix]):
+                self.prefix_cache.hits += 1
+                prefix, key = stable_prefix, None
+            elif llama.n_tokens != prefix:  # a refused restore emptied the cache
+                prefix = 0
         self.last_cached_tokens = prefix
-        for start in range(prefix, len(tokens) - 1, _PREFILL_CHUNK):
+        if key is not None:  # evaluate up to the end of the stable prefix, store it, go on
+            self._eval_range(tokens, prefix, stable_prefix, cancel)
+            data = _save_kv(llama)
+            if data is not None:
+                self.prefix_cache.put(key, stable_prefix, data)
+            prefix = stable_prefix
+        self._eval_range(tokens, prefix, len(tokens) - 1, cancel)
+
+    def _eval_range(self, tokens: list[int], begin: int, end: int, cancel: threading.Event) -> None:
+        assert self._llama is not None
+        for start in range(begin, end, _PREFILL_CHUNK):
             if cancel.is_set():
                 raise _Cancelled
-            llama.eval(tokens[start : min(start + _PREFILL_CHUNK, len(tokens) - 1)])
+            self._llama.eval(tokens[start : min(start + _PREFILL_CHUNK, end)])
 
     def _generate(
         self,
@@ -361,7 +480,7 @@ class EmbeddedProvider(LLMProvider):
             sampled += 1
             return cancel.is_set()
 
-        self._prefill(tokens, cancel)
+        self._prefill(tokens, cancel, self.stable_prefix_len(messages, params.tools, tokens))
         s = self.settings
         chunks = llama.create_completion(
             prompt=tokens,
@@ -371,6 +490,8 @@ class EmbeddedProvider(LLMProvider):
             top_k=params.top_k if params.top_k is not None else s.top_k,
             stop=list(params.stop or []) + template_stops,
             seed=params.seed,
+            presence_penalty=params.presence_penalty or 0.0,
+            frequency_penalty=params.frequency_penalty or 0.0,
             stream=True,
             grammar=grammar,
             stopping_criteria=StoppingCriteriaList([should_stop]),
@@ -443,3 +564,145 @@ class EmbeddedProvider(LLMProvider):
             cancel.set()
             if not future.done():
                 log.debug("consumer left; stopping generation")
+
+    # ------------------------------------------------------------ raw text completion (/v1/completions)
+    supports_text_completion = True
+    supports_suffix = True
+
+    def fim_tokens(self) -> tuple[int, int, int] | None:
+        """The GGUF's fill-in-the-middle tokens (prefix, suffix, middle), or None if it has none."""
+        import llama_cpp
+
+        assert self._llama is not None
+        vocab = self._llama._model.vocab
+        ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab), llama_cpp.llama_vocab_fim_mid(vocab))
+        return ids if all(i >= 0 for i in ids) else None
+
+    def render_text_prompt(self, prompt: str, suffix: str | None) -> list[int]:
+        """A raw prompt's tokens (special tokens in the text are honoured, as llama.cpp's server does);
+        with ``suffix``, the prefix-suffix-middle order Qwen2.5-Coder and StarCoder were trained on:
+        ``<|fim_prefix|>prompt<|fim_suffix|>suffix<|fim_middle|>``."""
+        llama = self._llama
+        assert llama is not None
+        if suffix is None:
+            return llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        fim = self.fim_tokens()
+        if fim is None:
+            raise BadRequestError(
+                f"The model '{self._model_id}' has no fill-in-the-middle tokens; 'suffix' needs a code model "
+                "such as Qwen2.5-Coder.",
+                param="suffix",
+                code="unsupported_parameter",
+            )
+        pre, suf, mid = fim
+        bos = llama.tokenize(b"", add_bos=True, special=False)
+        body = lambda text: llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)  # noqa: E731
+        return [*bos, pre, *body(prompt), suf, *body(suffix), mid]
+
+    def _generate_text(
+        self, prompt: str, params: GenerationParams, suffix: str | None, cancel: threading.Event
+    ) -> Iterator[StreamEvent]:
+        import numpy as np
+        from llama_cpp import LogitsProcessorList, StoppingCriteriaList
+
+        llama = self._llama
+        if llama is None:
+            raise ServiceUnavailableError("The embedded model is not loaded.", retry_after=10)
+        tokens = self.render_text_prompt(prompt, suffix)
+        n_ctx = llama.n_ctx()
+        if len(tokens) >= n_ctx - 1:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {n_ctx} tokens, but the prompt uses {len(tokens)} tokens.",
+                param="prompt",
+            )
+        max_tokens = max(1, min(params.max_tokens or self.settings.default_max_tokens, n_ctx - len(tokens)))
+        fim = self.fim_tokens() if suffix is not None else None
+        sampled = 0
+
+        def should_stop(_ids: Any, _logits: Any) -> bool:
+            nonlocal sampled
+            sampled += 1
+            return cancel.is_set()
+
+        def no_fim_markers(_ids: Any, logits: Any) -> Any:  # a middle never contains the FIM markers
+            logits[list(fim)] = -np.inf
+            return logits
+
+        s = self.settings
+        chunks = llama.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=params.temperature if params.temperature is not None else s.temperature,
+            top_p=params.top_p if params.top_p is not None else s.top_p,
+            top_k=params.top_k if params.top_k is not None else s.top_k,
+            stop=list(params.stop or []) or None,
+            seed=params.seed,
+            presence_penalty=params.presence_penalty or 0.0,
+            frequency_penalty=params.frequency_penalty or 0.0,
+            stream=True,
+            stopping_criteria=StoppingCriteriaList([should_stop]),
+            logits_processor=LogitsProcessorList([no_fim_markers]) if fim else None,
+        )
+        parts: list[str] = []
+        finish = "stop"
+        for chunk in chunks:
+            if cancel.is_set():
+                raise _Cancelled
+            choice = chunk["choices"][0]
+            text = choice.get("text") or ""
+            if text:
+                parts.append(text)
+                yield StreamEvent(content=text)
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+        if cancel.is_set():
+            raise _Cancelled
+        text_tokens = self.count_tokens("".join(parts)) if parts else 0
+        completion = min(sampled, max_tokens) if finish == "length" else text_tokens
+        yield StreamEvent(finish_reason=finish, usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion))
+
+    async def _stream_text_raw(
+        self, prompt: str, params: GenerationParams, suffix: str | None
+    ) -> AsyncIterator[StreamEvent]:
+        await self.start()
+        async for ev in self._on_model_thread(lambda cancel: self._generate_text(prompt, params, suffix, cancel)):
+            yield ev
+
+    async def _on_model_thread(self, produce: Any) -> AsyncIterator[StreamEvent]:
+        """Run ``produce(cancel)`` (an event iterator) on the model's thread under the generation
+        lock; events arrive through a queue, and leaving the loop stops the work at the next token."""
+        executor = self._executor
+        if executor is None:
+            raise ServiceUnavailableError("The embedded model is shutting down.", retry_after=10)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                with self._gen_lock:
+                    if cancel.is_set():
+                        return
+                    for ev in produce(cancel):
+                        put(ev)
+            except _Cancelled:
+                log.debug("text completion cancelled")
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                put(exc)
+            finally:
+                put(_DONE)
+
+        executor.submit(work)
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, (BadRequestError, ServiceUnavailableError, UpstreamError)):
+                    raise item
+                if isinstance(item, BaseException):
+                    raise UpstreamError(f"The embedded model failed: {item}") from item
+                yield item
+        finally:
+            cancel.set()

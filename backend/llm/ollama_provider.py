@@ -92,6 +92,16 @@ def to_ollama_messages(
     return out
 
 
+def penalty_options(params: GenerationParams) -> dict[str, float]:
+    """OpenAI's presence/frequency penalties as Ollama options (same names, same scale)."""
+    out: dict[str, float] = {}
+    if params.presence_penalty is not None:
+        out["presence_penalty"] = params.presence_penalty
+    if params.frequency_penalty is not None:
+        out["frequency_penalty"] = params.frequency_penalty
+    return out
+
+
 def _host_label(host: str) -> str:
     parts = urlsplit(host if "://" in host else "http://" + host)
     return f"{parts.scheme}://{parts.hostname}:{parts.port}" if parts.port else f"{parts.scheme}://{parts.hostname}"
@@ -194,9 +204,7 @@ class OllamaProvider(LLMProvider):
         return info
 
     # ------------------------------------------------------------ generation
-    def _request(
-        self, messages: list[Message], params: GenerationParams, constraint: JsonConstraint | None
-    ) -> dict[str, Any]:
+    def _options(self, params: GenerationParams) -> dict[str, Any]:
         s = self.settings
         options: dict[str, Any] = {
             "num_ctx": s.ollama_num_ctx,
@@ -209,6 +217,14 @@ class OllamaProvider(LLMProvider):
             options["seed"] = params.seed
         if params.stop:
             options["stop"] = list(params.stop)
+        options.update(penalty_options(params))
+        return options
+
+    def _request(
+        self, messages: list[Message], params: GenerationParams, constraint: JsonConstraint | None
+    ) -> dict[str, Any]:
+        s = self.settings
+        options = self._options(params)
         tools = params.tools or None
         native_tools = tools if constraint is None else None
         req: dict[str, Any] = {
@@ -254,6 +270,45 @@ class OllamaProvider(LLMProvider):
             if stream is not None:
                 with contextlib.suppress(Exception):
                     await stream.aclose()  # releases the HTTP connection at once
+        if not done:
+            raise UpstreamError(f"Ollama at {self.host_label} ended the stream before the answer was complete.")
+
+    # ------------------------------------------------------------ raw text completion (/v1/completions)
+    supports_text_completion = True
+    supports_suffix = True
+
+    async def _stream_text_raw(
+        self, prompt: str, params: GenerationParams, suffix: str | None
+    ) -> AsyncIterator[StreamEvent]:
+        """``/api/generate``: a plain prompt goes ``raw`` (no template), as /v1/completions means;
+        with ``suffix`` the model's own template builds the fill-in-the-middle prompt."""
+        done = False
+        stream: Any = None
+        try:
+            stream = await self.client().generate(
+                model=self.model_id,
+                prompt=prompt,
+                suffix=suffix,
+                raw=suffix is None,
+                stream=True,
+                options=self._options(params),
+                keep_alive=self.settings.ollama_keep_alive,
+            )
+            async for part in stream:
+                if part.response:
+                    yield StreamEvent(content=part.response)
+                if part.done:
+                    done = True
+                    finish = "length" if part.done_reason == "length" else "stop"
+                    usage = Usage(prompt_tokens=part.prompt_eval_count or 0, completion_tokens=part.eval_count or 0)
+                    yield StreamEvent(finish_reason=finish, usage=usage)
+                    break
+        except Exception as exc:
+            raise self._map_error(exc) from exc
+        finally:
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
         if not done:
             raise UpstreamError(f"Ollama at {self.host_label} ended the stream before the answer was complete.")
 

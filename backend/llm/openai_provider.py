@@ -48,6 +48,15 @@ def _retry_after(headers: Any, default: int = 5) -> int:
         return default
 
 
+def penalty_fields(params: GenerationParams) -> dict[str, float]:
+    """The penalties the caller set, passed on under OpenAI's own names."""
+    return {
+        k: v
+        for k, v in (("presence_penalty", params.presence_penalty), ("frequency_penalty", params.frequency_penalty))
+        if v is not None
+    }
+
+
 class _CallAssembler:
     """Joins streamed ``delta.tool_calls`` fragments (by index) into whole calls."""
 
@@ -180,6 +189,7 @@ class OpenAIProvider(LLMProvider):
             req["stop"] = list(params.stop)
         if params.seed is not None:
             req["seed"] = params.seed
+        req.update(penalty_fields(params))
         if params.response_format:
             req["response_format"] = params.response_format
         if params.tools:
@@ -262,6 +272,57 @@ class OpenAIProvider(LLMProvider):
         if finish == "function_call":
             finish = "tool_calls"
         yield StreamEvent(tool_calls=calls or None, finish_reason=finish, usage=usage)
+
+    # ------------------------------------------------------------ raw text completion (/v1/completions)
+    supports_text_completion = True
+    supports_suffix = True
+
+    async def _stream_text_raw(
+        self, prompt: str, params: GenerationParams, suffix: str | None
+    ) -> AsyncIterator[StreamEvent]:
+        """The upstream's own ``/completions`` (``suffix`` passed on; an upstream without it says 400)."""
+        req: dict[str, Any] = {
+            "model": self.model_id,
+            "prompt": prompt,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": params.max_tokens or self.settings.default_max_tokens,
+            **penalty_fields(params),
+        }
+        for key in ("temperature", "top_p", "seed"):
+            if getattr(params, key) is not None:
+                req[key] = getattr(params, key)
+        if params.stop:
+            req["stop"] = list(params.stop)
+        if suffix is not None:
+            req["suffix"] = suffix
+        finish: str | None = None
+        usage: Usage | None = None
+        text: list[str] = []
+        started = False
+        stream: Any = None
+        try:
+            stream = await self.client().completions.create(**req)
+            async for chunk in stream:
+                started = True
+                if chunk.usage is not None:
+                    usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+                for choice in chunk.choices or []:
+                    if choice.text:
+                        text.append(choice.text)
+                        yield StreamEvent(content=choice.text)
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        except Exception as exc:
+            raise self._map_error(exc, started=started) from exc
+        finally:
+            if stream is not None:
+                await stream.close()
+        if finish is None:
+            raise UpstreamError(f"The upstream model service ({self.base_label}) ended the stream without finishing.")
+        if usage is None:
+            usage = Usage(self.count_tokens(prompt + (suffix or "")), self.count_tokens("".join(text)) if text else 0)
+        yield StreamEvent(finish_reason=finish, usage=usage)
 
 
 def _error_obj(exc: Any) -> dict[str, Any]:

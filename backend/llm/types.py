@@ -24,6 +24,9 @@ class GenerationParams:
     tools: list[ToolSpec] | None = None
     # "auto" | "none" | "required" | {"type": "function", "function": {"name": ...}}
     tool_choice: str | dict[str, Any] | None = None
+    # OpenAI's penalties (-2..2); every provider passes them to its runtime
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
 
 
 @dataclass

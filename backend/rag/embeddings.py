@@ -118,6 +118,13 @@ class OnnxMiniLM:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return _normalise(pooled)
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens each text is embedded from (special tokens included, after truncation)."""
+        if self._session is None:
+            self._load()
+        encodings = self._tokenizer.encode_batch([t or " " for t in texts])
+        return [sum(e.attention_mask) for e in encodings]
+
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

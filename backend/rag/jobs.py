@@ -3,34 +3,71 @@
 The live state is in memory (progress updates are frequent); every status change is also
 written atomically to ``jobs_path/rag/<user_id>/<job_id>.json`` so a finished job can still be
 read after a restart. A job that was running when the process died reads as ``failed``.
+
+Bounded per user: at most ``max_active_per_user`` jobs queued or running (429 beyond, with
+``Retry-After``), and only the last ``keep_finished`` finished jobs stay in memory (older ones
+are read back from disk). A job's uploaded bytes wait in a spool directory on disk
+(``spool_dir``), not in memory, and the directory is removed when the job ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from backend.errors import APIError, NotFoundError
+from backend.errors import APIError, NotFoundError, RateLimitError
 from backend.rag.store import user_dir_name
 from backend.storage.ids import new_id, require_id
 from backend.storage.jsonstore import atomic_write_json, read_json
 
 log = logging.getLogger("backend.rag.jobs")
 
+KEEP_ON_DISK = 200  # finished job records kept per user
 JobFn = Callable[[Callable[[str, float], None]], Awaitable[dict[str, Any]]]
 
 
 class IngestJobs:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_active_per_user: int = 0, keep_finished: int = 50) -> None:
         self.root = Path(root) / "rag"
+        self.max_active_per_user = max_active_per_user
+        self.keep_finished = max(0, keep_finished)
         self._jobs: dict[str, dict[str, Any]] = {}
+        self._finished: dict[str, deque[str]] = {}  # user -> finished job ids still in memory
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
+
+    def spool_dir(self, user_id: str) -> Path:
+        """A fresh directory for one upload's files while they wait for ingestion."""
+        path = self.root / user_dir_name(user_id) / "spool" / new_id("spool")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def active(self, user_id: str) -> int:
+        with self._lock:
+            return sum(
+                1 for j in self._jobs.values() if j["user_id"] == user_id and j["status"] in ("queued", "running")
+            )
+
+    def check_capacity(self, user_id: str) -> None:
+        """429 when the user already has ``max_active_per_user`` jobs queued or running."""
+        if self.max_active_per_user and self.active(user_id) >= self.max_active_per_user:
+            raise RateLimitError(
+                f"You already have {self.max_active_per_user} ingestion jobs queued or running; "
+                "wait for one to finish before starting another.",
+                code="too_many_jobs",
+                headers={"Retry-After": "5"},
+            )
+
+    def in_memory(self) -> int:
+        with self._lock:
+            return len(self._jobs)
 
     def _path(self, user_id: str, job_id: str) -> Path:
         return self.root / user_dir_name(user_id) / f"{job_id}.json"
@@ -45,7 +82,8 @@ class IngestJobs:
     def public(job: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in job.items() if k != "user_id"}
 
-    def start(self, user_id: str, filenames: list[str], fn: JobFn) -> dict[str, Any]:
+    def start(self, user_id: str, filenames: list[str], fn: JobFn, spool: Path | None = None) -> dict[str, Any]:
+        self.check_capacity(user_id)
         job = {
             "id": new_id("job"),
             "object": "ingest.job",
@@ -62,12 +100,12 @@ class IngestJobs:
         with self._lock:
             self._jobs[job["id"]] = job
         self._save(job)
-        task = asyncio.get_running_loop().create_task(self._run(job, fn))
+        task = asyncio.get_running_loop().create_task(self._run(job, fn, spool))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return self.public(job)
 
-    async def _run(self, job: dict[str, Any], fn: JobFn) -> None:
+    async def _run(self, job: dict[str, Any], fn: JobFn, spool: Path | None = None) -> None:
         def progress(stage: str, fraction: float) -> None:
             with self._lock:
                 if job["stage"] != stage:
@@ -88,6 +126,33 @@ class IngestJobs:
                             "code": None}
         job["finished_at"] = int(time.time())
         self._save(job)
+        if spool is not None:
+            await asyncio.to_thread(shutil.rmtree, spool, True)
+        self._evict(job)
+        await asyncio.to_thread(self._prune_disk, job["user_id"])
+
+    def _prune_disk(self, user_id: str) -> None:
+        """Keep the newest ``KEEP_ON_DISK`` job records of a user on disk (older ones read as 404)."""
+        folder = self.root / user_dir_name(user_id)
+        try:
+            records = sorted(folder.glob("job_*.json"), key=lambda p: p.stat().st_mtime_ns)
+        except OSError:
+            return
+        with self._lock:
+            live = {jid for jid, j in self._jobs.items() if j["status"] in ("queued", "running")}
+        for old in records[: max(0, len(records) - KEEP_ON_DISK)]:
+            if old.stem not in live:
+                old.unlink(missing_ok=True)
+
+    def _evict(self, job: dict[str, Any]) -> None:
+        """Keep only the last ``keep_finished`` finished jobs of this user in memory."""
+        with self._lock:
+            done = self._finished.setdefault(job["user_id"], deque())
+            done.append(job["id"])
+            while len(done) > self.keep_finished:
+                self._jobs.pop(done.popleft(), None)
+            if not done:
+                self._finished.pop(job["user_id"], None)
 
     def get(self, user_id: str, job_id: str) -> dict[str, Any]:
         job_id = require_id(job_id, "job", what="job")

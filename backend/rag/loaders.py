@@ -78,6 +78,37 @@ class ParsedDocument:
 class ParseLimits:
     max_pdf_pages: int = 2000
     max_docx_uncompressed_bytes: int = 200 * 1024 * 1024
+    max_chars: int = 5_000_000  # extracted text of one document
+    max_chunks: int = 10_000  # chunks of one document (checked where it is chunked)
+
+
+def _too_much_text(filename: str, limits: ParseLimits) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"'{filename}' holds more than {limits.max_chars} characters of text; the limit per document is "
+        f"{limits.max_chars}. Split it into smaller files.",
+        code="too_much_text",
+    )
+
+
+def _shared_key(page: Any) -> tuple[Any, ...] | None:
+    """An identity for a page's drawing (content streams + resources), when both are shared objects.
+
+    Pages that reuse the same indirect content stream and resources draw the same text, so it is
+    extracted once: a small PDF whose thousand pages all point at one big stream costs one page.
+    """
+    from pypdf.generic import IndirectObject
+
+    contents = page.raw_get("/Contents") if "/Contents" in page else None
+    resources = page.raw_get("/Resources") if "/Resources" in page else None
+    refs: list[Any] = []
+    for item in (contents, resources):
+        if isinstance(item, IndirectObject):
+            refs.append((item.idnum, item.generation))
+        elif isinstance(item, list) and item and all(isinstance(x, IndirectObject) for x in item):
+            refs.append(tuple((x.idnum, x.generation) for x in item))
+        else:
+            return None
+    return tuple(refs)
 
 
 # --- names and types ------------------------------------------------------------------------------
@@ -163,8 +194,19 @@ def _parse_pdf(data: bytes, filename: str, limits: ParseLimits) -> list[PageText
                 f"'{filename}' has {n_pages} pages; the limit is {limits.max_pdf_pages}.", code="too_many_pages"
             )
         pages = []
+        seen: dict[tuple[Any, ...], str] = {}
+        total = 0
         for number, page in enumerate(reader.pages, start=1):
-            pages.append(PageText(number, page.extract_text() or ""))
+            key = _shared_key(page)
+            text = seen.get(key) if key is not None else None
+            if text is None:
+                text = page.extract_text() or ""
+                if key is not None:
+                    seen[key] = text
+            total += len(text)
+            if total > limits.max_chars:  # stop extracting as soon as the document is too big
+                raise _too_much_text(filename, limits)
+            pages.append(PageText(number, text))
         return pages
     except APIError:
         raise
@@ -175,6 +217,22 @@ def _parse_pdf(data: bytes, filename: str, limits: ParseLimits) -> list[PageText
         ) from exc
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         raise UnprocessableError(f"'{filename}' is not a readable PDF ({type(exc).__name__}).", code="malformed_file") from exc
+
+
+def _part_has_dtd(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Scan the whole XML part for ``<!DOCTYPE``/``<!ENTITY``, streaming (a comment can push it past any prefix).
+
+    zipfile stops at the declared size, so the read is bounded by the uncompressed-size check.
+    """
+    tail = b""
+    with archive.open(info) as fh:
+        while True:
+            block = fh.read(1 << 20)
+            if not block:
+                return False
+            if _DTD_RE.search(tail + block):
+                return True
+            tail = block[-16:]
 
 
 def _check_docx_zip(data: bytes, filename: str, limits: ParseLimits) -> None:
@@ -195,15 +253,11 @@ def _check_docx_zip(data: bytes, filename: str, limits: ParseLimits) -> None:
                 code="decompression_limit",
             )
         for info in infos:
-            if info.filename.endswith((".xml", ".rels")):
-                # zipfile stops at the declared size, so this read is bounded by the check above
-                with archive.open(info) as fh:
-                    head = fh.read(4096)
-                if _DTD_RE.search(head):
-                    raise UnprocessableError(
-                        f"'{filename}' contains an XML document type declaration (DTD/entities), which is not allowed.",
-                        code="forbidden_xml",
-                    )
+            if info.filename.endswith((".xml", ".rels")) and _part_has_dtd(archive, info):
+                raise UnprocessableError(
+                    f"'{filename}' contains an XML document type declaration (DTD/entities), which is not allowed.",
+                    code="forbidden_xml",
+                )
 
 
 def _docx_table_lines(table: Any) -> list[str]:
@@ -348,6 +402,8 @@ def parse_document(data: bytes, filename: str, kind: str, limits: ParseLimits) -
         pages = _parse_html(data, filename)
     else:
         raise UnprocessableError(f"Unsupported file type '{kind}'.", code="unsupported_file_type")
+    if sum(len(page.text) for page in pages) > limits.max_chars:
+        raise _too_much_text(filename, limits)
     for page in pages:
         page.text = page.text.replace("\x00", "").replace("\r\n", "\n")
     if not any(page.text.strip() for page in pages):

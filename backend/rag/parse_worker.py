@@ -19,16 +19,37 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from backend.errors import APIError, UnprocessableError
+from backend.errors import APIError, PayloadTooLargeError, UnprocessableError
 from backend.rag.loaders import ParsedDocument, ParseLimits, parse_document
 
 log = logging.getLogger("backend.rag.parse_worker")
 
 WORKER_MEMORY_BYTES = 2 * 1024 * 1024 * 1024
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: the only variables the worker inherits: no JWT_SECRET, API keys or anything else of the server's
+_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "HOME", "VIRTUAL_ENV", "SYSTEMROOT")
+
+
+@dataclass
+class ParsedChunks:
+    """What the worker sends back for an upload: sizes and the chunks, never the whole text."""
+
+    kind: str
+    page_count: int | None
+    char_count: int
+    chunks: list[tuple[str, int | None, int, int]]  # text, page, start, end
+
+
+def worker_env() -> dict[str, str]:
+    """A scrubbed environment for the parse worker (it parses hostile files; it needs no secrets)."""
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
+    env["PYTHONPATH"] = str(_PROJECT_ROOT)
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
@@ -51,12 +72,34 @@ def _write_frame(stream: BinaryIO, payload: bytes) -> None:
     stream.flush()
 
 
+def _chunked(doc: ParsedDocument, filename: str, limits: ParseLimits, chunking: dict[str, int]) -> dict[str, Any]:
+    """Chunk here, in the worker, so an oversized document never reaches the server as text."""
+    from backend.rag.chunking import TooManyChunks, chunk_document
+
+    try:
+        chunks = chunk_document(doc, "file", chunking["size"], chunking["overlap"], max_chunks=limits.max_chunks)
+    except TooManyChunks:
+        raise PayloadTooLargeError(
+            f"'{filename}' splits into more than {limits.max_chunks} chunks; the limit per document is "
+            f"{limits.max_chunks}. Split it into smaller files.",
+            code="too_many_chunks",
+        ) from None
+    return {
+        "kind": doc.kind,
+        "page_count": doc.page_count,
+        "char_count": doc.char_count,
+        "chunks": [[c.text, c.page, c.start, c.end] for c in chunks],
+    }
+
+
 def _handle(message: bytes) -> dict[str, Any]:
     header_raw, _, data = message.partition(b"\n")
     header = json.loads(header_raw)
     try:
         limits = ParseLimits(**header["limits"])
         doc = parse_document(data, header["filename"], header["kind"], limits)
+        if header.get("chunk"):
+            return {"ok": _chunked(doc, header["filename"], limits, header["chunk"])}
         return {"ok": doc.to_json()}
     except APIError as exc:
         return {"error": {"status": exc.status_code, "message": exc.message, "code": exc.code}}
@@ -98,8 +141,7 @@ class _Worker:
     def _ensure(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             self.kill()
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
+            env = worker_env()
             env["RAG_PARSE_MEMORY_BYTES"] = str(self._memory_bytes)
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "backend.rag.parse_worker"],
@@ -121,10 +163,25 @@ class _Worker:
                 with contextlib.suppress(Exception):
                     stream.close()  # type: ignore[union-attr]
 
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
     def parse(self, data: bytes, filename: str, kind: str, limits: ParseLimits, timeout_s: float) -> ParsedDocument:
+        return ParsedDocument.from_json(self._request(data, filename, kind, limits, timeout_s, None))
+
+    def parse_chunks(
+        self, data: bytes, filename: str, kind: str, limits: ParseLimits, timeout_s: float, size: int, overlap: int
+    ) -> ParsedChunks:
+        reply = self._request(data, filename, kind, limits, timeout_s, {"size": size, "overlap": overlap})
+        chunks = [(str(t), p, int(s), int(e)) for t, p, s, e in reply["chunks"]]
+        return ParsedChunks(reply["kind"], reply["page_count"], int(reply["char_count"]), chunks)
+
+    def _request(
+        self, data: bytes, filename: str, kind: str, limits: ParseLimits, timeout_s: float, chunk: dict[str, int] | None
+    ) -> dict[str, Any]:
         proc = self._ensure()
         assert proc.stdin is not None and proc.stdout is not None
-        header = {"filename": filename, "kind": kind, "limits": limits.__dict__}
+        header: dict[str, Any] = {"filename": filename, "kind": kind, "limits": limits.__dict__, "chunk": chunk}
         deadline = time.monotonic() + timeout_s
         try:
             _write_frame(proc.stdin, json.dumps(header).encode("utf-8") + b"\n" + data)
@@ -144,7 +201,7 @@ class _Worker:
             err = reply["error"]
             cls = _error_class(int(err["status"]))
             raise cls(err["message"], code=err.get("code"))
-        return ParsedDocument.from_json(reply["ok"])
+        return reply["ok"]
 
 
 def _error_class(status: int) -> type[APIError]:
@@ -170,6 +227,19 @@ class ParsePool:
             return worker.parse(data, filename, kind, limits, timeout_s)
         finally:
             self._idle.put(worker)
+
+    def parse_chunks(
+        self, data: bytes, filename: str, kind: str, limits: ParseLimits, timeout_s: float, size: int, overlap: int
+    ) -> ParsedChunks:
+        """Parse and chunk in a worker; text and chunk counts are capped there (413 past the caps)."""
+        worker = self._idle.get()
+        try:
+            return worker.parse_chunks(data, filename, kind, limits, timeout_s, size, overlap)
+        finally:
+            self._idle.put(worker)
+
+    def worker_pids(self) -> list[int]:
+        return [pid for w in self._all if (pid := w.pid()) is not None]
 
     def close(self) -> None:
         for worker in self._all:

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,9 +31,11 @@ from backend.errors import (
     APIError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
     UnprocessableError,
 )
-from backend.rag.chunking import Chunk, chunk_document
+from backend.rag.chunking import Chunk
 from backend.rag.embeddings import Embedder, build_embedder
 from backend.rag.lexical import UserCorpus, reciprocal_rank_fusion
 from backend.rag.loaders import ParseLimits, detect_kind, safe_filename
@@ -50,6 +53,25 @@ from backend.storage.jsonstore import (
 )
 
 log = logging.getLogger("backend.rag.service")
+
+
+def check_quota(settings: Settings, usage: dict[str, int], new_files: int, new_bytes: int) -> None:
+    """403 with a clear message when ``new_files``/``new_bytes`` more would pass the user's quota (0 = none)."""
+    max_docs, max_bytes = settings.rag_max_documents_per_user, settings.rag_max_bytes_per_user
+    if max_docs and usage["documents"] + new_files > max_docs:
+        raise PermissionDeniedError(
+            f"Document quota reached: you store {usage['documents']} of at most {max_docs} documents. "
+            "Delete some before uploading more.",
+            param="files",
+            code="document_quota_exceeded",
+        )
+    if max_bytes and usage["bytes"] + new_bytes > max_bytes:
+        raise PermissionDeniedError(
+            f"Storage quota reached: this upload would take your documents to {usage['bytes'] + new_bytes} bytes; "
+            f"the limit is {max_bytes} bytes. Delete some documents first.",
+            param="files",
+            code="storage_quota_exceeded",
+        )
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 ProgressFn = Callable[[str, float], None]
@@ -84,6 +106,12 @@ class RagService:
         self._corpora: dict[str, UserCorpus] = {}
         self._corpus_lock = threading.Lock()
         self._user_locks: dict[str, asyncio.Lock] = {}
+        # ingestion (parsing, embedding) gets threads of its own: a burst of uploads waits here
+        # instead of filling the default executor that logins (bcrypt) and searches use
+        self._ingest_pending = 0  # ingestions waiting or running (event-loop side only)
+        self._ingest_executor = ThreadPoolExecutor(
+            max_workers=max(1, settings.rag_ingest_workers), thread_name_prefix="rag-ingest"
+        )
 
     # --- lazily built parts ---------------------------------------------------------------------
 
@@ -112,6 +140,7 @@ class RagService:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(jobs.drain(), timeout=30)
         get_pool().close()  # workers restart lazily if another service instance parses later
+        self._ingest_executor.shutdown(wait=False, cancel_futures=True)
 
     def warm_up(self) -> None:
         """Load the embedding model now (call from a start-up task to keep the first upload fast)."""
@@ -143,7 +172,21 @@ class RagService:
     # --- ingestion -------------------------------------------------------------------------------------
 
     def _limits(self) -> ParseLimits:
-        return ParseLimits(self.settings.max_pdf_pages, self.settings.max_docx_uncompressed_bytes)
+        return ParseLimits(
+            self.settings.max_pdf_pages,
+            self.settings.max_docx_uncompressed_bytes,
+            max_chars=self.settings.rag_max_chars_per_document,
+            max_chunks=self.settings.rag_max_chunks_per_document,
+        )
+
+    def usage(self, user_id: str) -> dict[str, int]:
+        """What one user stores now: documents and bytes (blocking; reads the catalog)."""
+        docs = self._documents(user_id)
+        return {"documents": len(docs), "bytes": sum(int(r.get("size", 0)) for r in docs.values())}
+
+    def check_quota(self, user_id: str, new_files: int, new_bytes: int) -> None:
+        """Refuse (403) an upload that would take the user past the document or storage quota."""
+        check_quota(self.settings, self.usage(user_id), new_files, new_bytes)
 
     def _prepare(self, item: IngestItem) -> _Prepared:
         data = item.data.read_bytes() if isinstance(item.data, Path) else bytes(item.data)
@@ -154,9 +197,15 @@ class RagService:
                 param="files",
             )
         kind = detect_kind(filename, item.content_type, data)
-        parsed = get_pool().parse(data, filename, kind, self._limits(), self.settings.parse_timeout_s)
+        parsed = get_pool().parse_chunks(
+            data, filename, kind, self._limits(), self.settings.parse_timeout_s,
+            self.settings.chunk_size, self.settings.chunk_overlap,
+        )
         file_id = new_id("file")
-        chunks = chunk_document(parsed, file_id, self.settings.chunk_size, self.settings.chunk_overlap)
+        chunks = [
+            Chunk(f"{file_id}:{n}", file_id, text, page, start, end)
+            for n, (text, page, start, end) in enumerate(parsed.chunks)
+        ]
         if not chunks:
             raise UnprocessableError(f"No text could be extracted from '{filename}'.", code="no_text")
         content_type = (item.content_type or "application/octet-stream").split(";")[0].strip()[:100]
@@ -203,8 +252,13 @@ class RagService:
         results: list[dict[str, Any] | APIError] = []
         prepared: list[_Prepared] = []
         slots: list[int] = []
+        usage = self.usage(user_id)  # under the user's lock: concurrent uploads cannot both pass
         for n, item in enumerate(items):
             try:
+                size = item.data.stat().st_size if isinstance(item.data, Path) else len(item.data)
+                check_quota(
+                    self.settings, usage, len(prepared) + 1, sum(len(p.data) for p in prepared) + size
+                )
                 prepared.append(self._prepare(item))
                 slots.append(n)
                 results.append({})
@@ -227,12 +281,32 @@ class RagService:
         report("done", 1.0)
         return results
 
+    def check_ingest_capacity(self) -> None:
+        """503 with ``Retry-After`` when ``rag_ingest_queue_max`` ingestions are already waiting or running."""
+        limit = self.settings.rag_ingest_queue_max
+        if limit and self._ingest_pending >= limit:
+            raise ServiceUnavailableError(
+                f"The server is busy ingesting documents ({limit} uploads in progress); try again shortly.",
+                retry_after=10,
+                code="ingest_busy",
+            )
+
     async def ingest_many(
         self, user_id: str, items: list[IngestItem], progress: ProgressFn | None = None
     ) -> list[dict[str, Any] | APIError]:
-        """Ingest several files with one index commit; per-file result dicts or the error for that file."""
-        async with self._user_lock(user_id):
-            return await asyncio.to_thread(self._ingest_sync, user_id, items, progress)
+        """Ingest several files with one index commit; per-file result dicts or the error for that file.
+
+        At most ``rag_ingest_queue_max`` ingestions wait or run at once (all users); beyond that the
+        upload is refused with 503 and ``Retry-After`` instead of queueing without bound.
+        """
+        self.check_ingest_capacity()
+        self._ingest_pending += 1
+        try:
+            async with self._user_lock(user_id):
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._ingest_executor, self._ingest_sync, user_id, items, progress)
+        finally:
+            self._ingest_pending -= 1
 
     async def ingest(
         self,

@@ -88,6 +88,7 @@ class ResponseBuilder:
         self.incomplete: dict[str, Any] | None = None
         self.usage: Usage | None = None
         self.completed_at: int | None = None
+        self.agent: dict[str, Any] | None = None  # our extension: which mode answered (as chat completions' `agent`)
         self._message: int | None = None  # output index of the open message item
         self._calls = 0
 
@@ -112,6 +113,8 @@ class ResponseBuilder:
         }
         if body["usage"] is None:
             del body["usage"]
+        if self.agent is not None:
+            body["agent"] = self.agent
         return body
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -232,9 +235,9 @@ class ResponseBuilder:
         if self._message is None and result.content and not any(i["type"] == "message" for i in self.output):
             events += self._text(result.content)  # an answer that arrived without deltas
         events += self._close_message(final_text=final_text, sources=result.sources, status=status)
-        if not any(i["type"] == "message" for i in self.output) and result.sources and result.content:
-            pass  # no message item to annotate
         self.usage = result.usage
+        if result.agent is not None:
+            self.agent = {**result.agent.to_dict(), "llm_calls": result.llm_calls}
         self.status = status
         if truncated:
             self.incomplete = {"reason": "max_output_tokens"}

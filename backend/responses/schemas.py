@@ -92,11 +92,16 @@ class ResponsesRequest(BaseModel):
 
 
 KNOWN = set(ResponsesRequest.model_fields) | set(REFUSED)
+#: ``include`` values that need nothing from us: reasoning items carry no encrypted content, and none is
+#: needed to continue, because reasoning items are never replayed to the model
+INCLUDABLE = {"reasoning.encrypted_content"}
 
 
 def check_fields(payload: dict[str, Any]) -> None:
     """400 for a field OpenAI does not define, or one this server cannot honour."""
     for key, value in payload.items():
+        if key == "include" and isinstance(value, list) and set(value) <= INCLUDABLE:
+            continue
         if key not in KNOWN:
             raise BadRequestError(f"Unknown parameter: '{key}'.", param=key, code="unknown_parameter")
         allowed = REFUSED.get(key)
@@ -108,3 +113,20 @@ def check_fields(payload: dict[str, Any]) -> None:
                 param=key,
                 code="unsupported_parameter",
             )
+
+
+def _inline_defs(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_defs(defs[ref.split("/")[-1]], defs)
+        return {k: _inline_defs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_defs(v, defs) for v in node]
+    return node
+
+
+def request_body_openapi() -> dict[str, Any]:
+    """The request body as an OpenAPI ``requestBody`` (for /docs and the schemathesis fuzzer)."""
+    schema = ResponsesRequest.model_json_schema()
+    return {"required": True, "content": {"application/json": {"schema": _inline_defs(schema, schema.get("$defs", {}))}}}

@@ -17,6 +17,7 @@ a tool never ends an agent's run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import logging
@@ -67,6 +68,14 @@ class Tool:
     timeout_s: float = 60.0
     #: ``requires(settings)`` → None when the tool can run here, else why not (e.g. a missing API key)
     requires: Callable[[Settings], str | None] | None = field(repr=False, default=None)
+    #: ``describe(settings)`` → extra text for the description with this configuration (e.g. the
+    #: SQL database's schema), or None
+    describe: Callable[[Settings], str | None] | None = field(repr=False, default=None)
+
+    def for_settings(self, settings: Settings) -> Tool:
+        """This tool as offered under ``settings``: the description gains what ``describe`` adds."""
+        extra = self.describe(settings) if self.describe is not None else None
+        return dataclasses.replace(self, description=f"{self.description}\n{extra}") if extra else self
 
     def unavailable_reason(self, settings: Settings) -> str | None:
         return self.requires(settings) if self.requires is not None else None
@@ -158,6 +167,7 @@ def tool(
     name: str | None = None,
     timeout_s: float = 60.0,
     requires: Callable[[Settings], str | None] | None = None,
+    describe: Callable[[Settings], str | None] | None = None,
 ) -> Any:
     """Turn ``async def f(ctx: ToolContext, ...)`` into a ``Tool``."""
 
@@ -189,6 +199,7 @@ def tool(
             _model=model,
             timeout_s=timeout_s,
             requires=requires,
+            describe=describe,
         )
 
     return wrap(func) if func is not None else wrap

@@ -267,7 +267,7 @@ def _package_dir(name: str) -> str | None:
     return str(Path(next(iter(spec.submodule_search_locations))).resolve())
 
 
-async def _run_worker(request: dict[str, Any], limits: SandboxLimits) -> dict[str, Any]:
+async def _run_worker(request: dict[str, Any], limits: SandboxLimits, user_id: str | None = None) -> dict[str, Any]:
     sympy_dir, mpmath_dir = _package_dir("sympy"), _package_dir("mpmath")
     if not sympy_dir or not mpmath_dir:
         raise ToolError("SymPy is not installed")
@@ -277,12 +277,12 @@ async def _run_worker(request: dict[str, Any], limits: SandboxLimits) -> dict[st
     if ok and python:
         binds = [(sympy_dir, "/opt/pylib/sympy"), (mpmath_dir, "/opt/pylib/mpmath"), (str(_WORKER), "/opt/worker.py")]
         argv = [python, "-I", "-S", "/opt/worker.py", "/opt/pylib"]
-        result = await run_sandboxed(argv, payload, limits, ro_binds=binds)
+        result = await run_sandboxed(argv, payload, limits, ro_binds=binds, user_id=user_id)
     else:
         # Without bubblewrap the worker still runs in its own killable, rlimited process. It only ever
         # receives the validated tree above, never source text.
         paths = sorted({str(Path(sympy_dir).parent), str(Path(mpmath_dir).parent)})
-        result = await run_limited([sys.executable, "-I", "-S", str(_WORKER), *paths], payload, limits)
+        result = await run_limited([sys.executable, "-I", "-S", str(_WORKER), *paths], payload, limits, user_id=user_id)
     if result.timed_out:
         raise ToolError(f"the calculation took longer than {limits.timeout_s:.0f}s and was stopped")
     if result.exit_code != 0:
@@ -306,7 +306,7 @@ async def math_calc(ctx: ToolContext, expression: str) -> str:
     """
     request = parse_math(expression)
     limits = SandboxLimits.from_settings(ctx.settings, memory_mb=max(ctx.settings.sandbox_memory_mb, 512))
-    answer = await _run_worker(request, limits)
+    answer = await _run_worker(request, limits, ctx.user_id)
     if not answer.get("ok"):
         raise ToolError(f"SymPy could not evaluate this: {answer.get('error', 'unknown error')}")
     text = str(answer.get("result", ""))

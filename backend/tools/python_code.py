@@ -34,6 +34,8 @@ def _format(stdout: str, stderr: str, exit_code: int | None, notes: list[str]) -
 
 
 def _needs_sandbox(settings: Settings) -> str | None:
+    if not settings.python_code_enabled:
+        return "python_code is turned off by the administrator (PYTHON_CODE_ENABLED=false)"
     ok, reason = sandbox_available()
     return None if ok else f"the code sandbox is unavailable: {reason}"
 
@@ -72,6 +74,8 @@ async def python_code(ctx: ToolContext, code: str) -> ToolResult:
         raise ToolError(f"code is too long (at most {MAX_CODE_CHARS} characters)")
     if "\x00" in code:
         raise ToolError("code contains a NUL byte")
+    if not ctx.settings.python_code_enabled:
+        raise ToolError("python_code is turned off by the administrator")
     ok, reason = sandbox_available()
     if not ok:
         raise ToolError(f"code execution is disabled because the sandbox is unavailable: {reason}")
@@ -90,7 +94,9 @@ async def python_code(ctx: ToolContext, code: str) -> ToolResult:
             path.chmod(0o644)
         binds = [(str(workdir), "/sandbox")]
         binds += [(host, f"/pylib/{name}") for name, host in _pure_python_libs().items()]
-        result = await run_sandboxed([python, "-I", "-S", "-B", "/sandbox/_boot.py"], b"", limits, ro_binds=binds)
+        result = await run_sandboxed(
+            [python, "-I", "-S", "-B", "/sandbox/_boot.py"], b"", limits, ro_binds=binds, user_id=ctx.user_id
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     notes = list(result.notes)

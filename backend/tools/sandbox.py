@@ -9,8 +9,17 @@ What the sandboxed process gets:
   ``/tmp`` as its only writable place. The data directory, ``/root``, ``/work``, ``/home`` and the
   project tree are simply not there;
 * rlimits: CPU seconds, address space (``settings.sandbox_memory_mb``), file size, open files and
-  number of processes. When the server runs as root, bubblewrap itself is started as the host user
-  ``nobody`` so that the process limit counts only sandboxed processes;
+  number of processes, and a lower CPU priority (nice 10);
+* per-run limits on the run as a whole (``backend.tools.cgroups``): its own cgroup with
+  ``memory.max`` (= ``sandbox_memory_mb`` for all its processes together), ``pids.max`` and one CPU
+  of quota, killed as a group at the end. Where no cgroup hierarchy is writable the fallback is:
+  when the server runs as root, each concurrent run slot gets its own host uid
+  (``sandbox_uid_base + slot``), so ``RLIMIT_NPROC`` counts only that run's processes and one
+  run's fork bomb cannot use up another's process budget; otherwise RLIMIT_NPROC on top of the
+  server uid's current task count;
+* at most ``sandbox_max_concurrent`` runs at once, at most ``sandbox_max_per_user`` of them for
+  one user; a run waits up to ``sandbox_queue_timeout_s`` for a slot, then fails with a clear error;
+* no nested user namespaces (``--disable-userns``, where bubblewrap supports it);
 * a wall-clock limit: on timeout or cancellation the whole process group is killed (bubblewrap is
   pid 1 of the sandbox's pid namespace, so every process inside dies with it);
 * stdout/stderr captured and truncated to ``max_output_bytes``.
@@ -31,14 +40,21 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backend.tools.base import ToolError
+from backend.tools.cgroups import RunCgroup
+
 log = logging.getLogger("backend.tools.sandbox")
 
 NOBODY_UID = 65534
+UID_POOL_PER_SLOT = 8  # private uids rotate through this many per concurrent slot
+NPROC_SLACK = 8  # RLIMIT_NPROC headroom for bubblewrap's processes
 NOBODY_GID = 65534
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MIN_ETC_FILES = {
@@ -53,13 +69,19 @@ _MIN_ETC_FILES = {
 @dataclass
 class SandboxLimits:
     timeout_s: float = 10.0
-    memory_mb: int = 256
+    memory_mb: int = 256  # per process (RLIMIT_AS) and, with a cgroup, for the whole run
     cpu_s: int | None = None  # default: ceil(timeout_s) + 1
     max_output_bytes: int = 16_384
     max_file_bytes: int = 16 * 1024 * 1024
     max_processes: int = 32
     max_open_files: int = 64
     tmpfs_bytes: int = 64 * 1024 * 1024
+    max_concurrent: int = 4  # runs at once in this process, all users
+    max_per_user: int = 2  # runs at once for one user
+    queue_timeout_s: float = 30.0  # wait for a run slot at most this long
+    cgroup: bool = True  # a cgroup per run where the hierarchy is writable
+    cpu_quota: float | None = 1.0  # CPUs one run may use (cgroup)
+    uid_base: int = 200_000  # as root: the run in slot i runs as host uid uid_base + i
 
     @classmethod
     def from_settings(cls, settings: object, **overrides: object) -> SandboxLimits:
@@ -67,6 +89,12 @@ class SandboxLimits:
             timeout_s=float(getattr(settings, "sandbox_timeout_s", 10.0)),
             memory_mb=int(getattr(settings, "sandbox_memory_mb", 256)),
             max_output_bytes=int(getattr(settings, "sandbox_max_output_bytes", 16_384)),
+            max_processes=int(getattr(settings, "sandbox_max_processes", 32)),
+            max_concurrent=int(getattr(settings, "sandbox_max_concurrent", 4)),
+            max_per_user=int(getattr(settings, "sandbox_max_per_user", 2)),
+            queue_timeout_s=float(getattr(settings, "sandbox_queue_timeout_s", 30.0)),
+            cgroup=getattr(settings, "sandbox_cgroup", "auto") != "off",
+            uid_base=int(getattr(settings, "sandbox_uid_base", 200_000)),
         )
         for key, value in overrides.items():
             setattr(limits, key, value)
@@ -93,6 +121,78 @@ class SandboxUnavailable(RuntimeError):
     """The sandbox cannot be used on this machine; the message says why."""
 
 
+class SandboxBusy(ToolError):
+    """No run slot became free in time (too many concurrent runs, for everyone or for this user)."""
+
+
+class _RunGate:
+    """Counts running sandboxed processes, in total and per user; hands out slot numbers.
+
+    Thread-safe and loop-agnostic (tests and the server may use different event loops): waiters
+    poll briefly. The per-user cap keeps one user from holding every slot.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[int, str] = {}  # slot -> user key
+        self._uids: dict[int, int] = {}  # slot -> uid offset it was given
+        self._next_uid = 0
+
+    def uid_offset(self, slot: int, pool: int) -> int:
+        """A uid offset no other running slot holds, rotating through ``pool`` of them.
+
+        Rotation gives the kernel time to reap a finished run's last processes before its uid is
+        used again (their count would otherwise still weigh on the next run's RLIMIT_NPROC).
+        """
+        with self._lock:
+            held = set(self._uids.values())
+            for _ in range(pool):
+                offset = self._next_uid % pool
+                self._next_uid += 1
+                if offset not in held:
+                    self._uids[slot] = offset
+                    return offset
+            return slot
+
+    def _try(self, user: str, max_total: int, max_per_user: int) -> int | None:
+        with self._lock:
+            if len(self._slots) >= max(1, max_total):
+                return None
+            if user and sum(1 for u in self._slots.values() if u == user) >= max(1, max_per_user):
+                return None  # (runs without a user, e.g. internal checks, count only globally)
+            slot = next(i for i in range(len(self._slots) + 1) if i not in self._slots)
+            self._slots[slot] = user
+            return slot
+
+    async def acquire(self, user_id: str | None, limits: SandboxLimits) -> int:
+        user = user_id or ""
+        deadline = time.monotonic() + max(0.0, limits.queue_timeout_s)
+        while True:
+            slot = self._try(user, limits.max_concurrent, limits.max_per_user)
+            if slot is not None:
+                return slot
+            if time.monotonic() >= deadline:
+                raise SandboxBusy(
+                    f"the code sandbox is busy (at most {limits.max_concurrent} runs at once, "
+                    f"{limits.max_per_user} per user); try again shortly"
+                )
+            await asyncio.sleep(0.02)
+
+    def release(self, slot: int) -> None:
+        with self._lock:
+            self._slots.pop(slot, None)
+            self._uids.pop(slot, None)
+
+    def running(self, user_id: str | None = None) -> int:
+        with self._lock:
+            if user_id is None:
+                return len(self._slots)
+            return sum(1 for u in self._slots.values() if u == user_id)
+
+
+GATE = _RunGate()
+
+
 def bwrap_path() -> str | None:
     return shutil.which("bwrap") or (str(Path("/usr/bin/bwrap")) if Path("/usr/bin/bwrap").exists() else None)
 
@@ -110,6 +210,19 @@ def _etc_dir() -> str:
 
 def _drop_to_nobody() -> bool:
     return os.geteuid() == 0
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_supports(option: str) -> bool:
+    """Whether the installed bubblewrap knows ``option`` (e.g. ``--disable-userns``, bwrap >= 0.8)."""
+    bwrap = bwrap_path()
+    if not bwrap:
+        return False
+    try:
+        out = subprocess.run([bwrap, "--help"], capture_output=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return option in (out.stdout + out.stderr).decode("utf-8", "replace")
 
 
 def _own_task_count() -> int:
@@ -149,9 +262,10 @@ def build_bwrap_argv(
     if not bwrap:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed; install the 'bubblewrap' package")
     etc = _etc_dir()
-    args = [
-        bwrap,
-        "--unshare-all",
+    args = [bwrap, "--unshare-all"]
+    if bwrap_supports("--disable-userns"):  # the sandbox cannot create user namespaces of its own
+        args += ["--unshare-user", "--disable-userns"]
+    args += [
         "--die-with-parent",
         "--new-session",
         "--uid", str(NOBODY_UID),
@@ -186,12 +300,21 @@ def build_bwrap_argv(
     return args
 
 
-def _preexec(limits: SandboxLimits, nproc: int, drop: bool = True) -> None:
-    """Runs in the child between fork and exec: drop privileges, then set the rlimits."""
+def _preexec(
+    limits: SandboxLimits,
+    nproc: int,
+    drop: bool = True,
+    uid: int = NOBODY_UID,
+    cgroup: RunCgroup | None = None,
+) -> None:
+    """Runs in the child between fork and exec: join the run's cgroup, drop privileges, set rlimits."""
+    if cgroup is not None:
+        cgroup.join_self()
+    os.nice(10)  # the server's own work comes first on a busy machine
     if drop:
         os.setgroups([])
-        os.setgid(NOBODY_GID)
-        os.setuid(NOBODY_UID)
+        os.setgid(uid if uid != NOBODY_UID else NOBODY_GID)
+        os.setuid(uid)
     cpu = limits.cpu_s if limits.cpu_s is not None else int(limits.timeout_s) + 1
     mem = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
@@ -284,20 +407,36 @@ async def run_sandboxed(
     *,
     ro_binds: Sequence[tuple[str, str]] = (),
     env: dict[str, str] | None = None,
+    user_id: str | None = None,
 ) -> SandboxResult:
-    """Run ``argv`` inside the sandbox. Raises ``SandboxUnavailable`` if it cannot be set up."""
+    """Run ``argv`` inside the sandbox. Raises ``SandboxUnavailable`` if it cannot be set up.
+
+    ``user_id`` (who the run is for) counts against ``limits.max_per_user``; raises ``SandboxBusy``
+    when no run slot frees up within ``limits.queue_timeout_s``.
+    """
     limits = limits or SandboxLimits()
     ok, reason = sandbox_available()
     if not ok:
         raise SandboxUnavailable(reason)
     full = build_bwrap_argv(argv, limits, ro_binds, env)
     drop = _drop_to_nobody()
-    nproc = limits.max_processes + (0 if drop else _own_task_count())
-    return await _run_process(full, stdin, limits, functools.partial(_preexec, limits, nproc, drop))
+    slot = await GATE.acquire(user_id, limits)
+    try:
+        private = drop and limits.uid_base > 0
+        uid = limits.uid_base + GATE.uid_offset(slot, UID_POOL_PER_SLOT * max(1, limits.max_concurrent)) if private else NOBODY_UID
+        # bubblewrap's own processes count too (and exiting ones until reaped); with a private uid
+        # nothing else does. The cgroup's pids.max, where there is one, is the exact bound.
+        nproc = limits.max_processes + NPROC_SLACK + (0 if private else _own_task_count())
+        return await _run_in_cgroup(full, stdin, limits, nproc, drop, uid, None)
+    finally:
+        GATE.release(slot)
 
 
 async def run_limited(
-    argv: Sequence[str], stdin: bytes | None = None, limits: SandboxLimits | None = None
+    argv: Sequence[str],
+    stdin: bytes | None = None,
+    limits: SandboxLimits | None = None,
+    user_id: str | None = None,
 ) -> SandboxResult:
     """Run a *trusted* helper in its own rlimited, killable process group, without bubblewrap.
 
@@ -305,9 +444,42 @@ async def run_limited(
     sandbox is unavailable. Untrusted code must use ``run_sandboxed``.
     """
     limits = limits or SandboxLimits()
-    nproc = limits.max_processes + _own_task_count()
     env = {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-    return await _run_process(list(argv), stdin, limits, functools.partial(_preexec, limits, nproc, False), env)
+    slot = await GATE.acquire(user_id, limits)
+    try:
+        nproc = limits.max_processes + _own_task_count()
+        return await _run_in_cgroup(list(argv), stdin, limits, nproc, False, NOBODY_UID, env)
+    finally:
+        GATE.release(slot)
+
+
+async def _run_in_cgroup(
+    full: list[str],
+    stdin: bytes | None,
+    limits: SandboxLimits,
+    nproc: int,
+    drop: bool,
+    uid: int,
+    env: dict[str, str] | None,
+) -> SandboxResult:
+    group = None
+    if limits.cgroup:
+        group = await asyncio.to_thread(
+            RunCgroup.create,
+            f"sandbox-{uuid.uuid4().hex[:12]}",
+            limits.memory_mb * 1024 * 1024,
+            limits.max_processes + 4,  # + bubblewrap's own processes
+            limits.cpu_quota,
+        )
+    try:
+        preexec = functools.partial(_preexec, limits, nproc, drop, uid, group)
+        result = await _run_process(full, stdin, limits, preexec, env)
+        if group is not None:
+            result.notes.extend(n for n in group.events() if n not in result.notes)
+    finally:
+        if group is not None:
+            await asyncio.shield(asyncio.to_thread(group.close))
+    return result
 
 
 async def _run_process(

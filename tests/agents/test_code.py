@@ -123,3 +123,17 @@ def test_program_extraction():
     assert not has_complete_python_block("```python\nprint(1)\n")
     assert ensure_prints("print(1)\n2") == "print(1)\n2"
     assert ensure_prints("a = 3\na * 2") == "a = 3\nprint(a * 2)"
+
+
+@needs_sandbox
+def test_a_typed_in_result_or_a_prose_number_is_sent_back_for_a_program(tool_ctx, agent_settings):
+    llm = ScriptedLLM(
+        [
+            "The sum of the primes below 100 is 177.",  # prose with a number: not trusted
+            fenced('print("The sum is 177.")'),  # a program that computes nothing
+            fenced(PRIMES),
+        ]
+    )
+    steps, _, done, _ = run(llm, tool_ctx, agent_settings)
+    assert [s.kind for s in steps] == ["format", "format", "tool"]
+    assert done.content == "The sum is 1060." and done.llm_calls == 3 and "177" not in done.content

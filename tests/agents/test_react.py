@@ -15,7 +15,7 @@ from backend.llm.types import GenerationParams
 from tests.agents.conftest import ScriptedLLM, call, collect
 
 # no keyword names a tool kind here, so every turn is tool_choice="auto" (see test_required_first_call)
-Q = [{"role": "user", "content": "Tell me six times seven, plus how many millions of people Paris has."}]
+Q = [{"role": "user", "content": "Combine two facts for me: a product I need and the size of Paris."}]
 
 
 def run(llm, tools, ctx, settings, messages=Q, **kw):

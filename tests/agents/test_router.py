@@ -54,6 +54,10 @@ TABLE = [
     ("Convert 72 degrees Fahrenheit to Celsius.", "code"),
     ("Sam has 12 marbles and buys 3 bags of 8. How many marbles does he have now?", "code"),
     ("Run this python code: print(sum(range(10)))", "code"),
+    # word problems: a time word is no web search, a "difference between" late in the text no explanation request
+    ("Ana works 40 hours this week at $12 an hour. How much does she earn?", "code"),
+    ("A shop currently sells 3 pens for $2. How much do 12 pens cost?", "code"),
+    ("One tank holds 40 litres and another 65 litres. The difference between them is poured out. How many litres are poured?", "code"),
     ("Compute the standard deviation of 3, 5, 7, 9", "code"),
     # one lookup or symbolic maths: ReAct
     ("What is the derivative of x**3 * sin(x)?", "react"),
@@ -215,15 +219,15 @@ def test_routing_a_hostile_100k_text_takes_under_50_ms(shape):
     text = HOSTILE[shape]
     assert len(text) >= 99_000
     heuristic_route(text)  # warm: compiled patterns, caches
-    best = min(_timed(text) for _ in range(3))  # best of 3: the machine is shared
+    best = min(_timed(text) for _ in range(5))  # CPU time, best of 5: the machine is shared
     assert best < 0.050, f"{shape}: {best * 1000:.1f} ms"
 
 
 def _timed(text: str) -> float:
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     heuristic_route(text)
     tool_categories(text)
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 
 def test_the_question_at_the_end_of_a_long_text_is_still_seen():

@@ -93,6 +93,14 @@ def test_items_input_roles_and_parts(api):
     sent = api.provider.calls[-1]["messages"]
     assert sent == [{"role": "system", "content": "dev rules"}, {"role": "user", "content": "part one\npart two"},
                     {"role": "assistant", "content": "earlier answer"}, {"role": "user", "content": "and now?"}]
+    mixed = [*items, {"type": "reasoning", "summary": [{"type": "summary_text", "text": "thinking"}]},
+             {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "call_1", "output": "out"}]
+    rid = post(api, {"model": MODEL, "input": mixed}).json()["id"]
+    listed = api.client.get(f"/v1/responses/{rid}/input_items?order=asc", headers=api.auth("bob")).json()
+    validate(listed, "ResponseItemList")
+    assert [i["type"] for i in listed["data"]] == ["message"] * 4 + ["reasoning", "function_call", "function_call_output"]
+    assert "thinking" not in json.dumps(api.provider.calls[-1]["messages"])  # reasoning is not replayed
 
 
 def test_stream_events_validate_and_add_up(api):
@@ -317,6 +325,19 @@ def test_agent_mode_steps_become_reasoning_items(api):
     step = next(i for i in body["output"] if i["type"] == "reasoning")
     assert "math_calc" in step["summary"][0]["text"] and "42" in step["summary"][0]["text"]  # the tool's result
     assert body["output_text"] == "The result is 42."
+    assert body["agent"]["mode"] == "react" and body["agent"]["llm_calls"] >= 2  # our extension field
+
+
+def test_auto_routes_computation_to_the_code_path_and_its_program_is_a_reasoning_item(api):
+    api.provider.outputs = ["```python\nprint(6 * 7)\n```"]
+    r = post(api, {"model": "scripted-model", "input": "Calculate 6*7"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    validate(body, "Response")
+    assert body["agent"]["mode"] == "code"
+    step = next(i for i in body["output"] if i["type"] == "reasoning")
+    assert "print(6 * 7)" in step["summary"][0]["text"] and "42" in step["summary"][0]["text"]  # program and its output
+    assert "42" in body["output_text"]  # the sandbox's printed result is the answer
 
 
 def test_agent_mode_streams_reasoning_events(api):
@@ -554,3 +575,76 @@ def test_openai_agents_sdk_with_server_side_state(api):
     sent = api.provider.calls[-1]["messages"]
     assert [m["content"] for m in sent if m["role"] != "system"] == [
         "My name is Ada.", "Nice to meet you, Ada.", "What is my name?"]
+
+
+def test_rag_citations_become_file_citation_annotations(api):
+    doc = b"Pelicans eat fish. The secret word is albatross.\n" * 5
+    up = api.client.post("/api/files/upload", files=[("files", ("notes.txt", doc, "text/plain"))], headers=api.auth("bob"))
+    assert up.status_code == 200, up.text
+    entry = up.json()["data"][0]
+    file_id = entry.get("id") or entry.get("file_id")
+    api.provider.outputs = ["The secret word is albatross [1].", "The secret word is albatross [1]."]
+    body = {"model": MODEL, "input": "What is the secret word?", "file_ids": [file_id]}
+    r = post(api, body)
+    assert r.status_code == 200, r.text
+    validate(r.json(), "Response")
+    part = r.json()["output"][0]["content"][0]
+    assert part["annotations"] == [{"type": "file_citation", "file_id": file_id, "filename": "notes.txt",
+                                    "index": part["text"].index("[1]")}]
+    assert "albatross" in api.provider.calls[-1]["messages"][0]["content"]  # the passage was in the prompt
+    events = sse(post(api, body | {"stream": True}).text)
+    validate_events(events)
+    added = [e for e in events if e["type"] == "response.output_text.annotation.added"]
+    assert [a["annotation"]["file_id"] for a in added] == [file_id]
+    assert events[-1]["response"]["output"][0]["content"][0]["annotations"] == part["annotations"]
+
+
+def test_agent_sources_become_citations():
+    from backend.responses.render import annotations_for
+
+    text = "Paris is big, see https://example.org/paris. Also in notes.pdf."
+    sources = [{"title": "Paris", "url": "https://example.org/paris"}, {"title": "Other", "url": "https://x.test/"},
+               {"file_id": "file_abc12345", "filename": "notes.pdf", "page": 1, "text": "..."},
+               {"file_id": "file_abc12345", "filename": "notes.pdf", "page": 2, "text": "..."}]
+    out = annotations_for(text, sources)
+    start = text.index("https://example.org/paris")
+    assert out == [
+        {"type": "url_citation", "url": "https://example.org/paris", "title": "Paris", "start_index": start,
+         "end_index": start + len("https://example.org/paris")},
+        {"type": "url_citation", "url": "https://x.test/", "title": "Other", "start_index": len(text),
+         "end_index": len(text)},
+        {"type": "file_citation", "file_id": "file_abc12345", "filename": "notes.pdf", "index": text.index("notes.pdf")},
+    ]
+    for a in out:
+        validate(a, "Annotation")
+
+
+def test_get_with_stream_is_refused_and_encrypted_reasoning_include_is_accepted(api):
+    r = post(api, {"model": MODEL, "input": "x", "include": ["reasoning.encrypted_content"], "store": True})
+    assert r.status_code == 200, r.text
+    again = api.client.get(f"/v1/responses/{r.json()['id']}?stream=true", headers=api.auth("bob"))
+    assert again.status_code == 400 and again.json()["error"]["param"] == "stream"
+
+
+def test_storage_failure_after_a_stream_is_an_error_event(api, monkeypatch):
+    from backend.errors import StorageError
+
+    def full(*args, **kwargs):
+        raise StorageError("The server could not save your data (storage full or read-only); nothing was changed.")
+
+    monkeypatch.setattr(api.services.responses, "save", full)
+    events = sse(post(api, {"model": MODEL, "input": "x", "stream": True}).text)
+    validate_events(events)
+    assert [e["type"] for e in events[-2:]] == ["response.completed", "error"]  # the answer was still delivered
+    assert events[-1]["code"] == "storage_unavailable"
+    r = post(api, {"model": MODEL, "input": "x"})
+    assert r.status_code == 507 and r.json()["error"]["code"] == "storage_unavailable"
+
+
+def test_sdk_paginates_input_items(api):
+    items = [{"role": "user", "content": f"m{i}"} for i in range(7)]
+    rid = post(api, {"model": MODEL, "input": items}).json()["id"]
+    client = sdk(api, "bob")
+    page = client.responses.input_items.list(rid, limit=3, order="asc")
+    assert len(page.data) == 3 and page.has_more
+    assert [i.content[0].text for i in page] == [f"m{i}" for i in range(7)]  # the SDK follows `after`

@@ -28,7 +28,8 @@ def test_models_list_and_modes(api):
     assert r.status_code == 200
     validate(r.json(), "ListModelsResponse")
     ids = [m["id"] for m in r.json()["data"]]
-    assert ids == ["scripted-model", "scripted-model:chat", "scripted-model:code", "scripted-model:react", "scripted-model:plan-execute"]
+    assert ids == ["scripted-model", "scripted-model:chat", "scripted-model:code", "scripted-model:react",
+                   "scripted-model:plan-execute", "all-MiniLM-L6-v2"]  # the /v1/embeddings model, listed last
     one = api.client.get("/v1/models/scripted-model:react", headers=api.auth("bob"))
     validate(one.json(), "Model")
     missing = api.client.get("/v1/models/nope", headers=api.auth("bob"))

@@ -102,6 +102,20 @@ def test_router_accuracy_heuristics(tmp_path: Path) -> None:
     assert "confusion" in stdout
 
 
+def test_agent_tasks_fake_upstream_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "agent_tasks_quick.json"
+    run_script("agent_tasks", "--fake-upstream", "--modes", "auto", "chat", "--limit", "2", "--out", str(out))
+    summary = load(out)["summaries"][0]
+    assert summary["n_common"] == 2
+    for mode in ("auto", "chat"):
+        assert summary["modes"][mode]["all"]["n"] == 2 and summary["modes"][mode]["all"]["errors"] == 0
+    lines = (tmp_path / "agent_tasks_quick" / "fake-upstream__auto.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == ["t01", "t02"]
+    stdout = run_script("agent_tasks", "--fake-upstream", "--modes", "auto", "chat", "--limit", "2", "--out", str(out))
+    assert "0 runs to go" in stdout
+    assert (tmp_path / "agent_tasks_quick" / "fake-upstream__auto.jsonl").read_text().splitlines() == lines
+
+
 def test_api_latency_quick(tmp_path: Path) -> None:
     out = tmp_path / "api.json"
     run_script("api_latency", "--quick", "--concurrency", "1", "8", "--out", str(out))
@@ -132,11 +146,11 @@ def test_gsm8k_quick_fake_upstream_resumes(tmp_path: Path) -> None:
     run_script("gsm8k", "--quick", "--fake-upstream", "--out", str(out))
     per_problem = tmp_path / "gsm8k_quick"
     files = sorted(p.name for p in per_problem.glob("*.jsonl"))
-    assert files == ["fake-upstream__chat.jsonl", "fake-upstream__plan-execute.jsonl", "fake-upstream__react.jsonl"]
+    assert files == ["fake-upstream__auto.jsonl", "fake-upstream__chat.jsonl", "fake-upstream__code.jsonl"]
     rows = {r["mode"]: r for r in load(out)["summary"]}
-    assert rows["chat"]["n"] == 2 and rows["react"]["n"] == 1 and rows["plan-execute"]["n"] == 1
+    assert rows["chat"]["n"] == 2 and rows["auto"]["n"] == 2 and rows["code"]["n"] == 1
     assert all(r["errors"] == 0 for r in rows.values())
-    assert rows["plan-execute"]["mean_llm_calls"] > 1  # the agent really ran (planner + steps)
+    assert sum(rows["auto"]["routed_to"].values()) == 2  # the router's choice is recorded per problem
     lines = (per_problem / "fake-upstream__chat.jsonl").read_text().splitlines()
     stdout = run_script("gsm8k", "--quick", "--fake-upstream", "--out", str(out))
     assert "0 to go" in stdout  # resume: nothing is asked again
@@ -179,3 +193,21 @@ def test_overhead_quick_smollm(tmp_path: Path) -> None:
     assert res["identical_greedy_output"]  # same GGUF, same prompt, temperature 0: same text
     assert res["summary"]["server_stream"]["median_decode_tps"] > 0
     assert res["ratios"]["e2e_tps_nonstream"] > 0
+
+
+def test_embeddings_throughput_quick(tmp_path: Path) -> None:
+    out = tmp_path / "embeddings_throughput.json"
+    stdout = run_script("embeddings_throughput", "--quick", "--out", str(out))
+    rows = load(out)["rows"]
+    assert [r["batch_size"] for r in rows] == [1, 16]
+    assert all(r["http_texts_per_s"] > 0 and r["direct_texts_per_s"] > 0 and r["tokens_per_text"] > 10 for r in rows)
+    assert "HTTP/direct" in stdout
+
+
+def test_fim_syntax_quick_fake_upstream(tmp_path: Path) -> None:
+    out = tmp_path / "fim_syntax.json"
+    run_script("fim_syntax", "--quick", "--fake-upstream", "--out", str(out))
+    summary = {r["mode"]: r for r in load(out)["summary"]}
+    assert summary["plain"]["n"] == summary["check_syntax"]["n"] == 3
+    checked = load(out)["check_syntax"]
+    assert all(r["parses"] for r in checked if r["status"] == 200)  # check_syntax never answers 200 unparsable

@@ -53,6 +53,7 @@ def test_login_rejects_a_wrong_password_then_signs_in(app_server: AppServer, new
     # the model list comes from /v1/models; the mode picker maps to model-id suffixes
     page.wait_for_function("() => document.querySelectorAll('#model-select option').length > 0")
     assert page.locator("#model-select").input_value() == "scripted-model"
+    assert page.locator("#model-select option").all_inner_texts() == ["scripted-model"]  # not the embedding model
     # a reload keeps the session (sessionStorage) instead of asking to log in again
     page.reload()
     page.wait_for_selector("#app-view:not([hidden])")

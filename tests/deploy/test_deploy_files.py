@@ -59,6 +59,8 @@ class StandIn(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if self.path == "/health":
             self._json(200, {"status": "ok", "via": self.headers.get("X-Forwarded-For", "")})
+        elif self.path in ("/docs", "/docs/assets/docs-init.js", "/openapi.json"):
+            self._json(200, {"backend_path": self.path})
         else:
             self._json(404, {"error": {"message": "not found"}})
 
@@ -215,6 +217,12 @@ def test_nginx_proxies_api_with_one_set_of_headers(nginx_proxy: str) -> None:
     assert len(r.headers.get_all("Content-Security-Policy") or []) == 1
     assert "script-src 'self'" in r.getheader("Content-Security-Policy")
     assert len(r.headers.get_all("X-Content-Type-Options") or []) == 1
+
+
+def test_nginx_proxies_the_api_docs(nginx_proxy: str) -> None:
+    for path in ("/docs", "/docs/assets/docs-init.js", "/openapi.json"):
+        r = request(nginx_proxy, "GET", path)
+        assert r.status == 200 and json.loads(r.read()) == {"backend_path": path}
 
 
 def test_nginx_streams_sse_without_buffering(nginx_proxy: str) -> None:

@@ -262,3 +262,26 @@ def test_backend_imports_and_embeds_from_the_image_files_only(tmp_path: Path) ->
     helped = subprocess.run([sys.executable, "-I", "run_backend.py", "--help"], cwd=app, env=env,
                             capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "create-user" in helped.stdout and "assemble-model" in helped.stdout
+
+
+def test_the_build_time_assembly_command_works_and_start_writes_nothing(tmp_path: Path) -> None:
+    """The Dockerfile's own assembly command (for its smallest model), then what the container does at start."""
+    from backend.llm.model_assets import CATALOGUE, ensure_model
+    from backend.settings import Settings
+
+    text = run_text(stages()[0])
+    command = re.search(r"MODELS_DIR=(\S+) (python -m backend\.llm\.model_assets --model \"\$model\")", text)
+    assert command, "the assembly command changed"
+    models = re.search(r"for model in ([^;]+);", text).group(1).split()
+    smallest = min(models, key=lambda m: CATALOGUE[m].size)
+    target = tmp_path / "opt-models"
+    argv = shlex.split(command.group(2).replace('"$model"', smallest))
+    out = subprocess.run([sys.executable, *argv[1:]], cwd=REPO, env={"PATH": "/usr/bin:/bin", "MODELS_DIR": str(target)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    spec = CATALOGUE[smallest]
+    assert (target / spec.filename).stat().st_size == spec.size
+    before = {p.name: p.stat().st_mtime_ns for p in target.iterdir()}
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", models_dir=target, embedded_model=smallest)
+    assert ensure_model(settings) == target / spec.filename  # verified by its marker, not rebuilt
+    assert {p.name: p.stat().st_mtime_ns for p in target.iterdir()} == before  # read-only /opt/models is enough

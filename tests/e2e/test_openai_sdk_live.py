@@ -28,7 +28,7 @@ def chat_model(live_server) -> str:
 def test_models_listed(live_server):
     models = live_server.openai().models.list()
     ids = [m.id for m in models.data]
-    assert len(ids) == 4 and ids[1].endswith(":chat")
+    assert len(ids) == 5 and ids[1].endswith(":chat") and ids[-1] == "all-MiniLM-L6-v2"  # chat ids, then embeddings
     raw = httpx.get(live_server.v1 + "/models", headers={"Authorization": f"Bearer {live_server.tokens['bob']}"}).json()
     validate(raw, "ListModelsResponse")
 

@@ -173,7 +173,9 @@ def test_tool_results_round_trip_through_the_template(qwen: EmbeddedProvider):
 ESSAY = [{"role": "user", "content": "Write a very long essay about the history of computing."}]
 
 
-async def _wait_idle(provider: EmbeddedProvider, limit: float = 5.0) -> float:
+async def _wait_idle(provider: EmbeddedProvider, limit: float = 30.0) -> float:
+    """Seconds until the model is free (``limit`` only guards against a hang: on a loaded machine one
+    token can take seconds, so the guarantee is asserted in tokens, not time)."""
     t0 = time.monotonic()
     while provider._gen_lock.locked() and time.monotonic() - t0 < limit:  # noqa: SLF001
         await asyncio.sleep(0.005)
@@ -195,24 +197,34 @@ def test_closing_the_stream_stops_generation_within_a_token(qwen: EmbeddedProvid
         return idle_after, qwen._llama.n_tokens - prompt_len  # noqa: SLF001
 
     idle_after, generated = arun(scenario())
-    assert idle_after < 2.0
+    assert idle_after < 30.0 and not qwen._gen_lock.locked()  # noqa: SLF001
     assert generated < 10  # 3 streamed + at most a token or two in flight, not 400
 
 
 def test_cancelled_task_frees_the_model(qwen: EmbeddedProvider):
-    async def scenario() -> float:
+    prompt_len = len(qwen.render_prompt(ESSAY, None)[0])
+
+    async def scenario() -> tuple[float, int]:
+        pieces = 0
+
         async def consume() -> None:
-            async for _ in qwen.stream(ESSAY, GenerationParams(max_tokens=400)):
-                pass
+            nonlocal pieces
+            async for ev in qwen.stream(ESSAY, GenerationParams(max_tokens=400)):
+                pieces += bool(ev.content)
 
         task = asyncio.create_task(consume())
-        await asyncio.sleep(1.0)
+        while pieces < 3 and not task.done():  # cancel mid-generation, whatever the machine's speed
+            await asyncio.sleep(0.01)
         task.cancel()
+        at_cancel = pieces
         with pytest.raises(asyncio.CancelledError):
             await task
-        return await _wait_idle(qwen)
+        idle_after = await _wait_idle(qwen)
+        return idle_after, qwen._llama.n_tokens - prompt_len - at_cancel  # noqa: SLF001
 
-    assert arun(scenario()) < 2.0
+    idle_after, after_cancel = arun(scenario())
+    assert idle_after < 30.0 and not qwen._gen_lock.locked()  # noqa: SLF001
+    assert after_cancel < 10  # stopped within a token or two of the cancel, not after 400
 
 
 def test_context_overflow_is_a_clear_400(qwen: EmbeddedProvider):

@@ -157,7 +157,7 @@ def test_hybrid_retrieval_quality_on_the_paraphrase_collection(tmp_path: Path) -
     """Our own small collection (tests/fixtures/retrieval): questions that paraphrase their passage."""
     corpus, queries, qrels = read_collection(RETRIEVAL_DIR, "qrels.tsv")
     assert len(corpus) == 40 and len(qrels) == 22
-    assert hybrid_ndcg(tmp_path, corpus, queries, qrels) > 0.8
+    assert hybrid_ndcg(tmp_path, corpus, queries, qrels) > 0.9  # 0.98 when written (dense alone 0.996, BM25 0.915)
 
 
 @pytest.mark.skipif(not os.environ.get("SCIFACT_DIR"), reason="opt-in: SCIFACT_DIR=<BEIR SciFact folder> (CC BY-NC, not shipped)")
