@@ -1,7 +1,12 @@
-"""A user's data rights: export everything as one archive; delete the account and all it holds."""
+"""A user's data rights: export everything as one archive; delete the account and all it holds.
+
+Reading every conversation, zipping and deleting files is blocking work: it runs in a thread, so
+an export of a big account delays that request only.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -14,7 +19,7 @@ from backend.storage.users import public_user
 
 
 async def export_user(services: Services, user_id: str) -> bytes:
-    user = services.users.require(user_id)
+    await asyncio.to_thread(services.users.require, user_id)
     documents: list[dict[str, Any]] = []
     rag = await services.rag()
     if hasattr(rag, "export_user"):
@@ -25,6 +30,11 @@ async def export_user(services: Services, user_id: str) -> bytes:
             documents.extend(page.get("data", []))
             if not page.get("has_more") or not page.get("data"):
                 break
+    return await asyncio.to_thread(_archive, services, user_id, documents)
+
+
+def _archive(services: Services, user_id: str, documents: list[dict[str, Any]]) -> bytes:
+    user = services.users.require(user_id)
     parts = {
         "user.json": public_user(user),
         "api_keys.json": [public_key(k) for k in services.keys.list_for(user_id)],
@@ -41,12 +51,16 @@ async def export_user(services: Services, user_id: str) -> bytes:
 
 
 async def delete_user(services: Services, user_id: str) -> dict[str, int]:
-    services.users.require(user_id)
+    await asyncio.to_thread(services.users.require, user_id)
     rag = await services.rag()
     documents = 0
     if hasattr(rag, "delete_user"):
         result = await rag.delete_user(user_id)
         documents = result if isinstance(result, int) else 0
+    return await asyncio.to_thread(_delete_records, services, user_id, documents)
+
+
+def _delete_records(services: Services, user_id: str, documents: int) -> dict[str, int]:
     counts = {
         "conversations": services.conversations.delete_user(user_id),
         "api_keys": services.keys.delete_user(user_id),

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -123,6 +124,8 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
             rag = services.rag_if_loaded()
             if rag is not None and hasattr(rag, "aclose"):
                 await rag.aclose()
+            for pool in [v for v in services.extras.values() if isinstance(v, ThreadPoolExecutor)]:
+                pool.shutdown(wait=False, cancel_futures=True)  # the auth/store and bcrypt pools
 
     app = FastAPI(
         title="Local agent server",

@@ -27,8 +27,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -102,8 +104,8 @@ async def user_loop(name: str, server: Any, model: str, deadline: float, stats: 
                 r = await _post(c, "/api/files/upload", files=[("files", (f"{marker}.txt", text.encode(), "text/plain"))])
                 if r is not None and r.status_code == 200:
                     for entry in r.json().get("data", []):
-                        if entry.get("id"):
-                            stats.stored_files.append((name, entry["id"]))
+                        if entry.get("file_id"):
+                            stats.stored_files.append((name, entry["file_id"]))
             elif kind == "search":
                 r = await _post(c, "/api/files/search", json={"query": "secret project name", "top_k": 3})
             elif kind == "list":
@@ -127,25 +129,26 @@ async def user_loop(name: str, server: Any, model: str, deadline: float, stats: 
                                 files=[("files", ("blob.txt", b"Z" * (1024 * 1024), "text/plain"))])
                 if r is not None and r.status_code == 200:
                     for entry in r.json().get("data", []):
-                        if entry.get("id"):
-                            stats.stored_files.append((name, entry["id"]))
+                        if entry.get("file_id"):
+                            stats.stored_files.append((name, entry["file_id"]))
             stats.record(kind, r)
             if r is not None and r.status_code in (429, 503):
                 with contextlib.suppress(ValueError):
                     await asyncio.sleep(min(5.0, float(r.headers.get("retry-after", "1"))))
 
 
-async def prober(server: Any, deadline: float, stats: Stats) -> None:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as c:
+def prober(server: Any, deadline: float, stats: Stats) -> None:
+    """In a thread of its own (not the users' event loop): the client's own work never delays a probe."""
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
         while time.monotonic() < deadline:
             t0 = time.monotonic()
             try:
-                ok = (await c.get("/health")).status_code == 200
+                ok = c.get("/health").status_code == 200
             except httpx.HTTPError:
                 ok = False
             stats.health.append(time.monotonic() - t0)
             stats.health_failures += not ok
-            await asyncio.sleep(0.1)
+            time.sleep(0.1)
 
 
 async def verify_stored(server: Any, stats: Stats) -> dict[str, int]:
@@ -161,7 +164,7 @@ async def verify_stored(server: Any, stats: Stats) -> dict[str, int]:
         for name, file_id in stats.stored_files:
             if name not in listed:
                 r = await c.get("/api/files/documents", params={"limit": 100}, headers=server.headers(name))
-                listed[name] = {d["id"] for d in r.json().get("data", [])} if r.status_code == 200 else set()
+                listed[name] = {d.get("file_id") for d in r.json().get("data", [])} if r.status_code == 200 else set()
             lost_files += file_id not in listed[name]
     return {"turns_acknowledged": len(stats.stored_turns), "turns_lost": lost_turns,
             "files_acknowledged": len(stats.stored_files), "files_lost": lost_files}
@@ -181,8 +184,10 @@ def json_files_ok(data_dir: Path) -> tuple[int, list[str]]:
 async def run(server: Any, users: list[str], model: str, seconds: float) -> Stats:
     stats = Stats()
     deadline = time.monotonic() + seconds
-    tasks = [user_loop(u, server, model, deadline, stats, seed=i) for i, u in enumerate(users)]
-    await asyncio.gather(prober(server, deadline, stats), *tasks)
+    probe = threading.Thread(target=prober, args=(server, deadline, stats), daemon=True)
+    probe.start()
+    await asyncio.gather(*(user_loop(u, server, model, deadline, stats, seed=i) for i, u in enumerate(users)))
+    probe.join(timeout=60)
     return stats
 
 
@@ -210,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         stored = asyncio.run(verify_stored(server, stats))
         server.stop()
+        if os.environ.get("PYTHONASYNCIODEBUG"):  # diagnosis: the server's slow event-loop callbacks
+            for line in server.log_path.read_text(errors="replace").splitlines():
+                if "Executing" in line and "took" in line:
+                    print("slow callback:", line[:400])
         n_json, broken = json_files_ok(server.data_dir)
     statuses = {k: dict(sorted(v.items())) for k, v in sorted(stats.status.items())}
     total = sum(sum(v.values()) for v in stats.status.values())

@@ -91,7 +91,8 @@ async def create_response(
         prev = store.get(principal.user_id, req.previous_response_id, param="previous_response_id")
         history = [*prev.get("history", []), *prev.get("input_items", []), *prev["response"].get("output", [])]
     items = input_items(req.input, services.settings.responses_max_input_items)
-    chat_req, tools = to_chat_request(req, history, items, [services.provider.model_id])
+    chat_req, tools = to_chat_request(req, history, items, [services.provider.model_id],
+                                      max_tokens_limit=services.settings.max_tokens_limit)
     run = ChatRun(
         services,
         principal,

@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from backend.api.deps import _bearer, authenticate
-from backend.errors import APIError, RateLimitError, error_body
+from backend.api.deps import _bearer, authenticate, off_loop
+from backend.errors import APIError, PermissionDeniedError, RateLimitError, error_body
+from backend.middleware import is_loopback_host
 from backend.tools.base import Tool, ToolContext
 
 if TYPE_CHECKING:
@@ -120,7 +121,12 @@ class McpEndpoint:
             await JSONResponse(body, status_code=503)(scope, receive, send)
             return
         try:
-            principal = authenticate(_bearer(Request(scope)), services)
+            server = scope.get("server")
+            loopback = bool(server) and is_loopback_host(str(server[0]))
+            principal = await off_loop(services, authenticate, _bearer(Request(scope)), services, loopback=loopback)
+            if "inference" not in principal.scopes:  # the tools are inference, as through /v1
+                raise PermissionDeniedError("This API key lacks the 'inference' scope the MCP tools need.",
+                                            code="insufficient_scope")
         except APIError as exc:
             await JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
             return

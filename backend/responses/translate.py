@@ -301,7 +301,8 @@ def echo_text(text: Any) -> dict[str, Any]:
 
 
 def to_chat_request(
-    req: ResponsesRequest, history: list[dict[str, Any]], items: list[dict[str, Any]], base_ids: list[str]
+    req: ResponsesRequest, history: list[dict[str, Any]], items: list[dict[str, Any]], base_ids: list[str],
+    max_tokens_limit: int | None = None,
 ) -> tuple[ChatCompletionRequest, list[dict[str, Any]] | None]:
     """The pipeline's request for this Responses request; also the chat tools (for the echo)."""
     _, mode = resolve_model(req.model, base_ids)  # 404 for an unknown model, before any work
@@ -336,7 +337,8 @@ def to_chat_request(
     if tool_choice not in (None, "auto", "none") and not tools:
         raise _bad("tool_choice requires 'tools' to be set.", "tool_choice")
     try:
-        chat = ChatCompletionRequest.model_validate({k: v for k, v in body.items() if v is not None})
+        chat = ChatCompletionRequest.model_validate({k: v for k, v in body.items() if v is not None},
+                                                    context={"max_tokens_limit": max_tokens_limit})
     except ValidationError as exc:
         raise validation_error(exc) from None
     return chat, tools

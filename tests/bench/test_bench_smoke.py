@@ -125,6 +125,14 @@ def test_api_latency_quick(tmp_path: Path) -> None:
     assert all(r["completed"] > 0 and not r["errors"] for r in res["throughput"])
 
 
+def test_mixed_load_quick(tmp_path: Path) -> None:
+    out = tmp_path / "mixed.json"
+    run_script("mixed_load", "--quick", "--out", str(out))
+    res = load(out)["results"]
+    assert res["requests"] > 0 and res["health"]["probes"] > 0 and res["json_files"] > 0
+    assert all(res["checks"].values()), res["checks"]
+
+
 def test_concurrency_quick_fake_upstream(tmp_path: Path) -> None:
     out = tmp_path / "conc.json"
     run_script("concurrency", "--quick", "--fake-upstream", "--out", str(out))

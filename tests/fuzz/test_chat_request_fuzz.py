@@ -169,3 +169,11 @@ def test_known_bad_tools_formats_and_limits_are_400(client, extra):
     c, headers = client
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **extra}
     assert _check(c, headers, body) == 400
+
+
+def test_the_responses_api_has_the_same_ceiling(client):
+    c, headers = client
+    r = c.post("/v1/responses", json={"model": MODEL, "input": "hi", "max_output_tokens": LIMIT + 1}, headers=headers)
+    assert r.status_code == 400, r.text
+    ok = c.post("/v1/responses", json={"model": MODEL, "input": "hi", "max_output_tokens": 16}, headers=headers)
+    assert ok.status_code == 200, ok.text

@@ -107,6 +107,16 @@ def test_an_api_key_works_like_a_token(server):
     assert "AZURE-7731" in text_of(result)
 
 
+def test_a_key_without_the_inference_scope_is_refused(server):
+    r = httpx.post(server.base_url + "/api/keys", headers=auth(server, "alice"), json={"scopes": ["conversations"]})
+    assert r.status_code == 201, r.text
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    r = httpx.post(server.base_url + "/mcp", json=init, headers={"Accept": "application/json, text/event-stream",
+                                                                "Authorization": f"Bearer {r.json()['key']}"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope", r.text
+
+
 @pytest.mark.skipif(not sandbox_available()[0], reason="bubblewrap sandbox unavailable")
 def test_python_runs_in_the_sandbox(server):
     async def body(session):

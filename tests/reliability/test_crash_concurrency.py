@@ -88,6 +88,10 @@ def test_sigkill_during_writes_keeps_every_file_whole(tmp_path: Path, fake_upstr
     for round_no in range(4):
         proc, base = _spawn(data_dir, env)
         admin, bob = _token(base, "alice"), _token(base, "bob")
+        # a first chat outside the kill window: a fresh process's first one pays for lazy imports
+        # (seconds on a loaded machine), which would leave the window without a single write
+        httpx.post(base + "/v1/chat/completions", headers=bob, timeout=60,
+                   json={"model": "fake-model:chat", "messages": [{"role": "user", "content": "warm up"}]})
         # everything acknowledged before the kill is still there after it
         listed = httpx.get(base + "/api/admin/users?limit=500", headers=admin).json()["data"]
         assert acked_users <= {u["username"] for u in listed}

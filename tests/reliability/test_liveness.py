@@ -6,8 +6,9 @@ several shapes (in parallel, as fast as they are answered), big bodies of many m
 conversation appends and big uploads, a prober asks ``/health`` and — as another user —
 ``/v1/models``. Every probe must answer within a second.
 
-The router shapes (auto mode: the routing heuristics scan the prompt) are a separate test: they
-pass once the routing heuristics run in linear time (issue 12, item 1, the router part).
+The router shapes (auto mode: the routing heuristics scan the prompt) are a separate test: it
+needs the linear-time heuristics on a bounded prefix (``backend/agents/router.py``); with the old
+backtracking patterns ``"solve " * 3000`` alone held the loop for 12 s.
 """
 
 from __future__ import annotations
