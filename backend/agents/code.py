@@ -144,9 +144,9 @@ class CodeAgent:
                 convo += [{"role": "assistant", "content": reply}, {"role": "user", "content": NO_PROGRAM_PROMPT}]
                 continue
             program = ensure_prints(program)
-            typed = computes_nothing(program) and bool(re.search(r"\d", program + question))
-            if typed and attempt < self.max_repairs:
-                last_error = "the program only printed a typed-in text"
+            if computes_nothing(program) and re.search(r"\d", program + question):
+                # its "result" is the model's own claim: never shown as a program's output
+                last_error = "the program only printed a text typed into it"
                 yield self._note(program, TYPED_RESULT_PROMPT)
                 convo += [
                     {"role": "assistant", "content": f"```python\n{program}\n```"},

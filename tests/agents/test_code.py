@@ -159,3 +159,10 @@ def test_code_mode_through_the_api_streams_the_program_step_then_the_output(api)
     assert data["choices"][0]["message"]["content"] == "1024"
     assert data["agent"]["mode"] == "code" and data["agent"]["steps"][0]["tool"] == "python_code"
     assert data["agent"]["llm_calls"] == 1
+
+
+def test_a_typed_in_result_is_never_the_answer(tool_ctx, agent_settings):
+    llm = ScriptedLLM([fenced('print("The sum is 177.")')] * 3)
+    steps, _, done, _ = run(llm, tool_ctx, agent_settings)
+    assert [s.kind for s in steps] == ["format"] * 3 and done.reason == "program_failed"
+    assert "177" not in done.content and done.llm_calls == 3
