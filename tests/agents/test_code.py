@@ -166,3 +166,10 @@ def test_a_typed_in_result_is_never_the_answer(tool_ctx, agent_settings):
     steps, _, done, _ = run(llm, tool_ctx, agent_settings)
     assert [s.kind for s in steps] == ["format"] * 3 and done.reason == "program_failed"
     assert "177" not in done.content and done.llm_calls == 3
+
+
+@needs_sandbox
+def test_usage_is_counted_when_generation_stops_at_the_program(tool_ctx, agent_settings):
+    llm = ScriptedLLM([fenced(PRIMES, "\nMore text that is never generated.")])
+    _, _, done, _ = run(llm, tool_ctx, agent_settings)
+    assert done.usage.prompt_tokens > 0 and done.usage.completion_tokens > 0
