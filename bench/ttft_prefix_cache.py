@@ -125,8 +125,8 @@ def main() -> None:
             rows.append([label, kind, res["prompt_tokens"][kind], chat, first, later,
                          later / chat if later and chat else None, first / chat if first and chat else None,
                          med(res["reused_tokens_later"][f"{kind}_later"])])
-    print(f"TTFT, median seconds; N={args.rounds} rounds per setting (chat N={3 * args.rounds}); "
-          "(loaded machine)")
+    n_chat = len(results["cache on"]["ttft_s"]["chat"])
+    print(f"TTFT, median seconds; N={args.rounds} rounds per setting (chat N={n_chat}); (loaded machine)")
     print(table(["setting", "agent", "prompt tok", "chat", "agent 1st", "agent later", "later/chat", "1st/chat",
                  "reused tok"], rows))
     on, off = results["cache on"]["ttft_s"], results["cache off"]["ttft_s"]
