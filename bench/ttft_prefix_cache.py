@@ -35,6 +35,7 @@ QUESTIONS = [
     "How many days are in 3 weeks?",
     "What is the square root of 1764?",
 ]
+KINDS: tuple[str, ...] = ("react", "code")
 CHAT = ["Say hello in French.", "Name a colour.", "Say goodbye politely.", "Name a fruit.", "Say thanks.", "Name a tree."]
 
 
@@ -82,20 +83,19 @@ async def run(cache_mb: int, rounds: int, model_path: Path, threads: int | None)
         for r in range(rounds):
             t, _ = await ttft(provider, [{"role": "user", "content": CHAT[r % len(CHAT)]}], None)
             rows["chat"].append(t)
-            for kind in ("react", "code"):
+            for kind in KINDS:
                 q = QUESTIONS[(2 * r + (kind == "code")) % len(QUESTIONS)]
                 messages, tools = agent_messages(kind, q)
                 t, reused = await ttft(provider, messages, tools)
                 key = f"{kind}_first" if r == 0 else f"{kind}_later"
                 rows[key].append(t)
+                print(f"  cache {cache_mb} MB round {r + 1}: {kind} TTFT {t:.2f}s (reused {reused} tokens)", flush=True)
                 if r:
                     cached[key].append(reused)
                 # a chat request in between replaces the KV cache before the next agent turn
                 t, _ = await ttft(provider, [{"role": "user", "content": CHAT[(r + 3) % len(CHAT)]}], None)
                 rows["chat"].append(t)
-        prompt_tokens = {
-            kind: len(provider.render_prompt(*agent_messages(kind, QUESTIONS[0]))[0]) for kind in ("react", "code")
-        }
+        prompt_tokens = {kind: len(provider.render_prompt(*agent_messages(kind, QUESTIONS[0]))[0]) for kind in KINDS}
     finally:
         await provider.aclose()
     return {"ttft_s": rows, "reused_tokens_later": cached, "prompt_tokens": prompt_tokens,
@@ -107,7 +107,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--kinds", default="react,code", help="agent prompts to measure (react, code)")
     args = ap.parse_args()
+    global KINDS
+    KINDS = tuple(k for k in args.kinds.split(",") if k in ("react", "code"))
     path = gguf_path(args.model)
     results = {}
     for label, mb in (("cache on", 128), ("cache off", 0)):
@@ -117,17 +120,17 @@ def main() -> None:
     for label, res in results.items():
         t = res["ttft_s"]
         chat = med(t["chat"])
-        for kind in ("react", "code"):
+        for kind in KINDS:
             first, later = med(t[f"{kind}_first"]), med(t[f"{kind}_later"])
             rows.append([label, kind, res["prompt_tokens"][kind], chat, first, later,
                          later / chat if later and chat else None, first / chat if first and chat else None,
                          med(res["reused_tokens_later"][f"{kind}_later"])])
-    print(f"TTFT, median seconds; N={args.rounds} rounds per setting (chat N={3 * args.rounds}); "
-          "(loaded machine)")
+    n_chat = len(results["cache on"]["ttft_s"]["chat"])
+    print(f"TTFT, median seconds; N={args.rounds} rounds per setting (chat N={n_chat}); (loaded machine)")
     print(table(["setting", "agent", "prompt tok", "chat", "agent 1st", "agent later", "later/chat", "1st/chat",
                  "reused tok"], rows))
     on, off = results["cache on"]["ttft_s"], results["cache off"]["ttft_s"]
-    for kind in ("react", "code"):
+    for kind in KINDS:
         a, b = med(on[f"{kind}_later"]), med(off[f"{kind}_later"])
         if a and b:
             print(f"{kind}: later-turn TTFT with the prefix cache is {a / b:.2f}x of without (N={args.rounds - 1})")

@@ -28,6 +28,7 @@ from backend.tools.base import Tool, ToolContext, ToolResult
 
 MAX_REPAIRS = 2
 PROGRAM_MAX_TOKENS = 512
+CODE_TEMPERATURE = 0.2
 ERROR_PROMPT_CHARS = 1200
 ANSWER_CHUNK_CHARS = 24
 CODE_TOOL = "python_code"
@@ -89,7 +90,9 @@ class CodeAgent:
 
     async def _write(self, convo: list[Message]) -> str:
         """One model call; stops reading (and so generating) once a python block is closed."""
-        params = self.llm.params(max_tokens=PROGRAM_MAX_TOKENS)
+        # programs want near-greedy sampling, whatever the chat default is
+        temperature = min(self.llm.base.temperature if self.llm.base.temperature is not None else 0.0, CODE_TEMPERATURE)
+        params = self.llm.params(max_tokens=PROGRAM_MAX_TOKENS, temperature=temperature)
         text = ""
         async with contextlib.aclosing(self.llm.stream(convo, params)) as events:
             async for ev in events:
@@ -141,9 +144,9 @@ class CodeAgent:
                 convo += [{"role": "assistant", "content": reply}, {"role": "user", "content": NO_PROGRAM_PROMPT}]
                 continue
             program = ensure_prints(program)
-            typed = computes_nothing(program) and bool(re.search(r"\d", program + question))
-            if typed and attempt < self.max_repairs:
-                last_error = "the program only printed a typed-in text"
+            if computes_nothing(program) and re.search(r"\d", program + question):
+                # its "result" is the model's own claim: never shown as a program's output
+                last_error = "the program only printed a text typed into it"
                 yield self._note(program, TYPED_RESULT_PROMPT)
                 convo += [
                     {"role": "assistant", "content": f"```python\n{program}\n```"},

@@ -85,8 +85,12 @@ def _compact(text: str) -> str:
     return re.sub(r"[\s`\\$]+", "", text).lower().rstrip(".")
 
 
-def is_stated(result: str, draft: str) -> bool:
-    """Does the draft state this result exactly (format-insensitive)?"""
+def is_stated(result: str, draft: str, given: list[Decimal] | None = None) -> bool:
+    """Does the draft state this result exactly (format-insensitive)?
+
+    For a plain (non-symbolic) result it is enough that its numbers appear, leaving out those the
+    user gave (``given``): "The sum of the primes below 100 is 1060" is stated by "It is 1060".
+    """
     out = result.strip()
     if not out or len(out) > STATED_MAX_CHARS or out.count("\n") >= STATED_MAX_LINES:
         return True  # a long result is not required verbatim; its numbers are still grounded
@@ -95,8 +99,9 @@ def is_stated(result: str, draft: str) -> bool:
     values = numbers(out)
     if not values or _SYMBOLIC_RE.search(out):
         return False
+    new = [v for v in values if v not in (given or [])] or values
     in_draft = numbers(draft)
-    return all(any(d == v for d in in_draft) for v in values)
+    return all(any(d == v for d in in_draft) for v in new)
 
 
 def label(o: Observed) -> str:
@@ -128,9 +133,10 @@ def ground_answer(draft: str, context_texts: list[str], observed: list[Observed]
     if not exact:
         return Grounding(draft, False, [])
     from_tools = [v for o in observed for v in numbers(o.output)]
-    pool = from_tools + [v for t in context_texts for v in numbers(t)]
+    given = [v for t in context_texts for v in numbers(t)]
+    pool = from_tools + given
     problems = [f"{n} is not in any result" for n in numbers(draft) if not grounded(n, pool)]
-    missing = [o for o in exact if not is_stated(o.output, draft)]
+    missing = [o for o in exact if not is_stated(o.output, draft, given)]
     problems += [f"the {o.tool} result was not stated exactly" for o in missing]
     if not problems:
         return Grounding(draft, False, [])
@@ -142,5 +148,5 @@ def ground_answer(draft: str, context_texts: list[str], observed: list[Observed]
     ]
     parts = [" ".join(kept)] if kept else []
     stated_text = " ".join(kept)
-    parts += [label(o) for o in exact if not is_stated(o.output, stated_text)]
+    parts += [label(o) for o in exact if not is_stated(o.output, stated_text, given)]
     return Grounding("\n\n".join(p for p in parts if p).strip(), True, problems)

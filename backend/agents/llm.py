@@ -57,8 +57,24 @@ class CountingLLM:
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
         self.calls += 1
-        async with contextlib.aclosing(self.provider.stream(messages, params)) as events:
-            async for ev in events:
-                if ev.usage is not None:
-                    self._add(ev.usage)
-                yield ev
+        seen_usage = False
+        text: list[str] = []
+        try:
+            async with contextlib.aclosing(self.provider.stream(messages, params)) as events:
+                async for ev in events:
+                    if ev.usage is not None:
+                        seen_usage = True
+                        self._add(ev.usage)
+                    if ev.content:
+                        text.append(ev.content)
+                    yield ev
+        finally:
+            if not seen_usage:  # the caller stopped reading early (e.g. a complete program): estimate
+                self._add(self._estimate(messages, "".join(text)))
+
+    def _estimate(self, messages: list[Message], completion: str) -> Usage:
+        prompt = " ".join(str(m.get("content") or "") for m in messages)
+        try:
+            return Usage(self.provider.count_tokens(prompt), self.provider.count_tokens(completion) if completion else 0)
+        except Exception:  # noqa: BLE001 - usage is an extra: never fail the run for it
+            return Usage(len(prompt) // 4, len(completion) // 4)

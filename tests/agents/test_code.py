@@ -137,3 +137,39 @@ def test_a_typed_in_result_or_a_prose_number_is_sent_back_for_a_program(tool_ctx
     steps, _, done, _ = run(llm, tool_ctx, agent_settings)
     assert [s.kind for s in steps] == ["format", "format", "tool"]
     assert done.content == "The sum is 1060." and done.llm_calls == 3 and "177" not in done.content
+
+
+@needs_sandbox
+def test_code_mode_through_the_api_streams_the_program_step_then_the_output(api):
+    import json
+
+    api.provider.outputs = [fenced("print(sum(range(101)))", "\n```output\n5000\n```")]
+    body = {"model": "scripted-model:code", "stream": True, "messages": [{"role": "user", "content": "Sum 0..100"}]}
+    r = api.client.post("/v1/chat/completions", json=body, headers=api.auth("bob"))
+    assert r.status_code == 200, r.text
+    chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+    steps = [c["agent_step"] for c in chunks if "agent_step" in c]
+    content = "".join(ch["delta"].get("content") or "" for c in chunks for ch in c["choices"])
+    assert chunks[0]["agent"]["mode"] == "code"
+    assert [(s["tool"], s["input"], s["observation"]) for s in steps] == [("python_code", "print(sum(range(101)))", "5050")]
+    assert content == "5050"
+    api.provider.outputs = [fenced("print(2 ** 10)")]
+    body = {"model": "scripted-model", "mode": "code", "messages": [{"role": "user", "content": "2^10"}]}
+    data = api.client.post("/v1/chat/completions", json=body, headers=api.auth("bob")).json()
+    assert data["choices"][0]["message"]["content"] == "1024"
+    assert data["agent"]["mode"] == "code" and data["agent"]["steps"][0]["tool"] == "python_code"
+    assert data["agent"]["llm_calls"] == 1
+
+
+def test_a_typed_in_result_is_never_the_answer(tool_ctx, agent_settings):
+    llm = ScriptedLLM([fenced('print("The sum is 177.")')] * 3)
+    steps, _, done, _ = run(llm, tool_ctx, agent_settings)
+    assert [s.kind for s in steps] == ["format"] * 3 and done.reason == "program_failed"
+    assert "177" not in done.content and done.llm_calls == 3
+
+
+@needs_sandbox
+def test_usage_is_counted_when_generation_stops_at_the_program(tool_ctx, agent_settings):
+    llm = ScriptedLLM([fenced(PRIMES, "\nMore text that is never generated.")])
+    _, _, done, _ = run(llm, tool_ctx, agent_settings)
+    assert done.usage.prompt_tokens > 0 and done.usage.completion_tokens > 0

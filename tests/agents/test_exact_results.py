@@ -129,3 +129,11 @@ def test_plan_execute_still_verifies_lookups(fake_tools, tool_ctx, agent_setting
     )
     _, _, done, _ = plan_execute(llm, tool_ctx, agent_settings, "How many people live in Paris?", fake_tools)
     assert done.llm_calls == 3 and done.content == "Paris has 2.1 million people."
+
+
+def test_a_sentence_result_is_stated_by_its_new_number():
+    out = "The sum of all prime numbers below 100 is: 1060"
+    g = ground_answer("The sum is 1060.", ["Sum of the primes below 100?"], [Observed("python_code", out)])
+    assert not g.changed
+    g = ground_answer("The sum is 1050.", ["Sum of the primes below 100?"], [Observed("python_code", out)])
+    assert g.changed and g.answer == f"The program printed: {out}"

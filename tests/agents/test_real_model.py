@@ -24,7 +24,7 @@ from backend.tools.sandbox import sandbox_available
 from tests.agents.conftest import collect
 from tests.fixtures.replay_server import ReplayServer
 
-pytestmark = [pytest.mark.model, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.model, pytest.mark.timeout(1800)]
 
 PARAMS = GenerationParams(temperature=0.0, seed=7)
 SANDBOX, WHY = sandbox_available()
