@@ -73,7 +73,10 @@ def _assert_exact_results_in_answer(steps, answer: str, question: str) -> None:
     for s in computed:
         assert is_stated(s.observation, answer), (s.observation, answer)
     if computed:
-        pool = numbers(question) + [n for s in steps if s.kind == "tool" and s.ok for n in numbers(s.observation)]
+        # a number may come from the question, a tool's output, or the computation the server names
+        # when it states a result ("2**10 / 3 = 1024/3"): the tool's own input
+        tool_steps = [s for s in steps if s.kind == "tool" and s.ok]
+        pool = numbers(question) + [n for s in tool_steps for n in numbers(s.observation) + numbers(str(s.input))]
         assert all(grounded(n, pool) for n in numbers(answer)), answer
 
 
