@@ -14,8 +14,9 @@ from tests.browser.conftest import AppServer, login, screenshot
 from tests.conftest import PASSWORD, free_port
 
 REACT_SCRIPT = [
-    'Thought: I should use the math tool for this.\nAction: math_calc\nAction Input: {"expression": "6*7"}',
-    "Thought: I have the result.\nFinal Answer: The answer is **42**.",
+    # a computation question gets a forced (grammar-constrained) tool call: the model's reply is the call as JSON
+    '{"name": "math_calc", "arguments": {"expression": "6*7"}}',
+    "The answer is **42**.",
 ]
 
 
