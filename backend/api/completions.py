@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from backend.api.body import read_json_object, watch_disconnect
 from backend.api.deps import current_user, get_services
 from backend.api.docs import json_body
-from backend.chat.render import EventPump, error_frame
+from backend.chat.render import KEEPALIVE, EventPump, error_frame
 from backend.completions.render import chunk, completion_body, usage_chunk
 from backend.completions.run import ChoiceEnd, CompletionRun, TextDelta, collect
 from backend.completions.schemas import CompletionRequest
@@ -24,28 +24,20 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 async def _sse(run: CompletionRun, pump: EventPump, first: Any, keepalive_s: float) -> AsyncIterator[bytes]:
-    pending = [first] if first is not None else []
     ok = False
     try:
-        while True:
-            if pending:
-                ev = pending.pop()
-            else:
-                try:
-                    ev = await pump.get(keepalive_s)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-            if ev is EventPump.END:
-                ok = True
-                break
-            if isinstance(ev, BaseException):
+        async for ev in pump.events(first, keepalive_s):
+            if ev is KEEPALIVE:
+                yield ev
+            elif isinstance(ev, BaseException):
                 yield error_frame(ev)
                 break
-            if isinstance(ev, TextDelta):
+            elif isinstance(ev, TextDelta):
                 yield chunk(run, ev.index, ev.text, None)
             elif isinstance(ev, ChoiceEnd):
                 yield chunk(run, ev.index, "", ev.finish_reason)
+        else:
+            ok = True
         if ok:
             opts = run.req.stream_options
             if opts is not None and opts.include_usage:

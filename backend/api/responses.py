@@ -21,7 +21,7 @@ from backend.api.body import read_json_object, watch_disconnect
 from backend.api.deps import current_user, get_services
 from backend.api.v1 import _retry_count
 from backend.chat.pipeline import ChatRun
-from backend.chat.render import _END, EventPump
+from backend.chat.render import KEEPALIVE, EventPump
 from backend.errors import APIError, BadRequestError, validation_error
 from backend.responses.render import ResponseBuilder
 from backend.responses.schemas import ResponsesRequest, check_fields, request_body_openapi
@@ -152,27 +152,20 @@ async def create_response(
     headers |= {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
     async def body() -> AsyncIterator[bytes]:
-        pending = [first] if first is not None else []
         try:
             for event in builder.start():
                 yield _frame(event)
-            while True:
-                if pending:
-                    ev = pending.pop()
-                else:
-                    try:
-                        ev = await pump.get(keepalive)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
-                        continue
-                if ev is _END:
-                    events = builder.finish(run)
-                    break
-                if isinstance(ev, BaseException):
+            async for ev in pump.events(first, keepalive):
+                if ev is KEEPALIVE:
+                    yield ev
+                elif isinstance(ev, BaseException):
                     events = builder.fail(ev)
                     break
-                for event in builder.feed(ev):
-                    yield _frame(event)
+                else:
+                    for event in builder.feed(ev):
+                        yield _frame(event)
+            else:
+                events = builder.finish(run)
             failure: APIError | None = None
             try:  # stored before the client sees the end, so it can chain on it at once
                 if builder.status != "failed":

@@ -19,6 +19,7 @@ from backend.llm.types import StreamEvent
 
 log = logging.getLogger("backend.chat.render")
 _END = object()
+KEEPALIVE = b": keep-alive\n\n"  #: an SSE comment frame that keeps proxies and clients waiting
 
 
 def _base(run: ChatRun, obj: str) -> dict[str, Any]:
@@ -159,6 +160,22 @@ class EventPump:
     async def get(self, timeout: float | None) -> Any:
         return await asyncio.wait_for(self.queue.get(), timeout=timeout)
 
+    async def events(self, first: Any, keepalive_s: float) -> AsyncIterator[Any]:
+        """``first`` (if any), then the queued events up to ``END``; ``KEEPALIVE`` whenever none
+        came for ``keepalive_s``. A producer's exception arrives as an event (the SSE bodies stop there)."""
+        ev = first
+        while True:
+            if ev is None:
+                try:
+                    ev = await self.get(keepalive_s)
+                except TimeoutError:
+                    yield KEEPALIVE
+                    continue
+            if ev is _END:
+                return
+            yield ev
+            ev = None
+
     async def cancel(self) -> None:
         if not self.task.done():
             self.task.cancel()
@@ -177,26 +194,19 @@ def error_frame(exc: BaseException) -> bytes:
 
 async def sse_body(run: ChatRun, pump: EventPump, first: Any, keepalive_s: float) -> AsyncIterator[bytes]:
     writer = ChunkWriter(run)
-    pending = [first] if first is not None else []
     ok = False
     try:
-        while True:
-            if pending:
-                ev = pending.pop()
-            else:
-                try:
-                    ev = await pump.get(keepalive_s)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-            if ev is _END:
-                ok = True
-                break
-            if isinstance(ev, BaseException):
+        async for ev in pump.events(first, keepalive_s):
+            if ev is KEEPALIVE:
+                yield ev
+            elif isinstance(ev, BaseException):
                 yield error_frame(ev)
                 break
-            for frame in writer.render(ev):
-                yield frame
+            else:
+                for frame in writer.render(ev):
+                    yield frame
+        else:
+            ok = True
         if ok:
             for frame in writer.finish():
                 yield frame
