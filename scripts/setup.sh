@@ -38,7 +38,7 @@ if [ $DEV = 1 ]; then
   phase "install test and lint tools (requirements-dev.txt)" $PIP install -q -r requirements-dev.txt
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=""
-    for bin_pkg in bwrap:bubblewrap chromium:chromium chromedriver:chromium-driver nginx:nginx; do
+    for bin_pkg in bwrap:bubblewrap chromium:chromium chromedriver:chromium-driver nginx:nginx redis-server:redis-server; do
       command -v "${bin_pkg%%:*}" >/dev/null || [ -x "/usr/sbin/${bin_pkg%%:*}" ] || need="$need ${bin_pkg##*:}"
     done
     apt_install() {
