@@ -6,12 +6,12 @@ are prepared in the lifespan start-up (the model loads in the background; reques
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -26,21 +26,31 @@ from backend.middleware import (
 )
 from backend.settings import Settings
 
+if TYPE_CHECKING:
+    from backend.llm.base import LLMProvider
+    from backend.mcp.server import McpEndpoint
+    from backend.services import Services
+
 log = logging.getLogger("backend.app")
 
 
-def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 - returns Services
+def build_services(settings: Settings, provider: LLMProvider | None = None) -> Services:
+    """Every service of one app instance, typed and built once (nothing heavy: no model load)."""
     from backend.auth.secrets import load_jwt_secret
+    from backend.auth.throttle import LoginThrottle, RegistrationThrottle
     from backend.auth.tokens import TokenService
+    from backend.llm.scheduled import ModelReadiness
     from backend.llm.scheduler import FairScheduler
     from backend.observability.audit import AuditLog
     from backend.observability.metrics import Metrics
+    from backend.rag.jobs import IngestJobs
     from backend.ratelimit import RateLimiter
-    from backend.services import Services
+    from backend.services import LazyRag, Services
     from backend.storage.conversations import ConversationStore
     from backend.storage.jsonstore import clean_temp_files
     from backend.storage.keys import ApiKeyStore
     from backend.storage.responses import ResponseStore
+    from backend.storage.usage import UsageStore
     from backend.storage.users import UserStore
 
     for directory in settings.state_dirs():
@@ -52,37 +62,37 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
         from backend.llm.factory import create_provider
 
         provider = create_provider(settings)
+    s = settings
+    per_user = s.queue_max_per_user or None
     return Services(
         settings=settings,
-        users=UserStore(settings.users_path, settings.bcrypt_rounds),
-        keys=ApiKeyStore(settings.keys_path),
-        conversations=ConversationStore(settings.conversations_path),
-        tokens=TokenService(
-            load_jwt_secret(settings), settings.jwt_expiry_minutes, settings.secrets_path / "revoked_tokens.json"
-        ),
+        users=UserStore(s.users_path, s.bcrypt_rounds),
+        keys=ApiKeyStore(s.keys_path),
+        conversations=ConversationStore(s.conversations_path),
+        responses=ResponseStore(s.responses_path, s.responses_max_per_user),
+        usage=UsageStore(s.usage_path),
+        tokens=TokenService(load_jwt_secret(s), s.jwt_expiry_minutes, s.secrets_path / "revoked_tokens.json"),
         provider=provider,
-        scheduler=FairScheduler(
-            provider.parallel, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None
+        model=ModelReadiness(provider),
+        scheduler=FairScheduler(provider.parallel, s.queue_max_size, s.queue_timeout_s, per_user),
+        embedding_scheduler=FairScheduler(1, s.queue_max_size, s.queue_timeout_s, per_user),
+        rate_limiter=RateLimiter(s.rate_limit_rpm, s.rate_limit_tpm),
+        upload_limiter=RateLimiter(s.rag_upload_rpm, 0),
+        search_limiter=RateLimiter(s.rag_search_rpm, 0),
+        login_throttle=LoginThrottle(s.login_max_failures, s.login_window_s, s.login_throttle_max_keys),
+        registration_throttle=RegistrationThrottle(
+            s.registration_max_per_ip, s.registration_window_s, s.login_throttle_max_keys
         ),
-        rate_limiter=RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm),
+        rag_jobs=IngestJobs(s.jobs_path, s.rag_max_jobs_per_user, s.rag_finished_jobs_kept),
         metrics=Metrics(),
-        audit=AuditLog(settings.audit_log_path),
-        embedding_scheduler=FairScheduler(
-            1, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None
-        ),
-        responses=ResponseStore(settings.responses_path, settings.responses_max_per_user),
+        audit=AuditLog(s.audit_log_path),
+        rag_service=LazyRag(settings),
+        store_pool=ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-io"),
+        hash_pool=ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt"),
     )
 
 
-async def _load_model(services) -> None:  # noqa: ANN001
-    try:
-        await services.provider.start()
-        log.info("model backend ready: %s", services.provider.model_id)
-    except Exception as exc:  # the server stays up; /health/detailed and 503s say why
-        log.error("model backend failed to start: %s", exc)
-
-
-async def _start_mcp(services, endpoint, stack: contextlib.AsyncExitStack) -> None:  # noqa: ANN001
+async def _start_mcp(services: Services, endpoint: McpEndpoint | None, stack: contextlib.AsyncExitStack) -> None:
     """Attach the configured MCP servers (their tools join the registry) and run our /mcp endpoint."""
     if services.settings.mcp_servers:
         from backend.mcp.client import McpManager
@@ -94,7 +104,7 @@ async def _start_mcp(services, endpoint, stack: contextlib.AsyncExitStack) -> No
         await stack.enter_async_context(endpoint.run(services))
 
 
-def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  # noqa: ANN001
+def create_app(settings: Settings | None = None, *, provider: LLMProvider | None = None) -> FastAPI:
     """``provider`` replaces the configured model backend (tests use a scripted one)."""
     settings = settings or Settings()
     if settings.allow_anonymous and not is_loopback_host(settings.host):
@@ -110,22 +120,13 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
                 "no users yet: create an administrator with "
                 "`python run_backend.py create-user NAME --admin` (the password is read from stdin)"
             )
-        loader = asyncio.create_task(_load_model(services))
-        services.extras["model_loader"] = loader
+        services.model.start_loading()
         try:
             async with contextlib.AsyncExitStack() as mcp_stack:
                 await _start_mcp(services, mcp_endpoint, mcp_stack)
                 yield
         finally:
-            loader.cancel()
-            with contextlib.suppress(BaseException):
-                await loader
-            await services.provider.aclose()
-            rag = services.rag_if_loaded()
-            if rag is not None and hasattr(rag, "aclose"):
-                await rag.aclose()
-            for pool in [v for v in services.extras.values() if isinstance(v, ThreadPoolExecutor)]:
-                pool.shutdown(wait=False, cancel_futures=True)  # the auth/store and bcrypt pools
+            await services.aclose()
 
     app = FastAPI(
         title="Local agent server",
@@ -156,7 +157,7 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
     for module in (v1, embeddings, completions, responses, auth, keys, admin, conversations, files, account, health, docs):
         app.include_router(module.router)
     docs.install_openapi(app)
-    mcp_endpoint = None
+    mcp_endpoint: McpEndpoint | None = None
     if settings.mcp_server_enabled:  # our tools for MCP clients (the SDK is loaded in the lifespan)
         from backend.mcp.server import PATH, McpEndpoint
 

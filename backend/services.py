@@ -1,30 +1,39 @@
 """The services one app instance uses, built once by the app factory (``build_services``).
 
-Routes reach them through ``backend.api.deps.get_services``. Heavy objects (the model, the
-embedding model, indexes) are created lazily on first use or in the start-up task, never at import.
+Routes reach them through ``backend.api.deps.get_services``; lower layers get only the parts
+they use (a ``ToolContext``, a ``ScheduledProvider``). Heavy objects (the model, the embedding
+model, indexes) are created lazily on first use or in the start-up task, never at import.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backend.settings import Settings
 
 if TYPE_CHECKING:
+    from backend.auth.throttle import LoginThrottle, RegistrationThrottle
     from backend.auth.tokens import TokenService
     from backend.llm.base import LLMProvider
+    from backend.llm.scheduled import CallCounter, ModelReadiness, ScheduledProvider
     from backend.llm.scheduler import FairScheduler
     from backend.mcp.client import McpManager
     from backend.observability.audit import AuditLog
     from backend.observability.metrics import Metrics
+    from backend.rag.jobs import IngestJobs
+    from backend.rag.service import RagService
     from backend.ratelimit import RateLimiter
     from backend.storage.conversations import ConversationStore
     from backend.storage.keys import ApiKeyStore
     from backend.storage.responses import ResponseStore
+    from backend.storage.usage import UsageStore
     from backend.storage.users import UserStore
+    from backend.tools.base import ToolContext
 
 log = logging.getLogger("backend.services")
 
@@ -46,34 +55,97 @@ class Principal:
 
 
 @dataclass
+class HealthProbe:
+    """The last model + storage check of ``/health/detailed`` (shared for ``HEALTH_CACHE_S``)."""
+
+    at: float = 0.0
+    value: tuple[dict[str, Any], dict[str, Any]] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class LazyRag:
+    """The RAG service (``backend.rag.service.RagService``), built on first use (it loads the embedder)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._service: RagService | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> RagService:
+        if self._service is None:
+            async with self._lock:
+                if self._service is None:
+                    from backend.rag.service import RagService
+
+                    self._service = await asyncio.to_thread(RagService, self._settings)
+        return self._service
+
+    @property
+    def loaded(self) -> RagService | None:
+        return self._service
+
+
+@dataclass
 class Services:
     settings: Settings
     users: UserStore
     keys: ApiKeyStore
     conversations: ConversationStore
+    responses: ResponseStore  #: stored /v1/responses
+    usage: UsageStore  #: per-user request/token counters (admin usage)
     tokens: TokenService
     provider: LLMProvider
+    model: ModelReadiness  #: the provider's start-up load (started in the lifespan)
     scheduler: FairScheduler
+    #: fair per-user queue in front of the embedding model (``/v1/embeddings``, one batch at a time)
+    embedding_scheduler: FairScheduler
     rate_limiter: RateLimiter
+    upload_limiter: RateLimiter  #: per-user document uploads per minute (``RAG_UPLOAD_RPM``)
+    search_limiter: RateLimiter  #: per-user document searches per minute (``RAG_SEARCH_RPM``)
+    login_throttle: LoginThrottle
+    registration_throttle: RegistrationThrottle
+    rag_jobs: IngestJobs  #: background document ingestion
     metrics: Metrics
     audit: AuditLog
-    #: fair per-user queue in front of the embedding model (``/v1/embeddings``, one batch at a time)
-    embedding_scheduler: FairScheduler | None = None
-    responses: ResponseStore = None  # type: ignore[assignment]  # stored /v1/responses (built in build_services)
-    mcp: McpManager | None = None  # attached MCP servers (backend.mcp.client), started in the lifespan
-    extras: dict[str, Any] = field(default_factory=dict)
-    _rag: Any = None
-    _rag_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    rag_service: LazyRag
+    #: JSON-store reads/writes off the event loop, in a pool of their own (auth never waits on ingestion)
+    store_pool: ThreadPoolExecutor
+    #: bcrypt, in two threads of its own: a burst of logins cannot occupy every thread
+    hash_pool: ThreadPoolExecutor
+    health_probe: HealthProbe = field(default_factory=HealthProbe)
+    mcp: McpManager | None = None  #: attached MCP servers (backend.mcp.client), started in the lifespan
 
-    async def rag(self) -> Any:
-        """The RAG service (``backend.rag.service.RagService``), created on first use."""
-        if self._rag is None:
-            async with self._rag_lock:
-                if self._rag is None:
-                    from backend.rag.service import RagService
+    async def rag(self) -> RagService:
+        """The RAG service, created on first use."""
+        return await self.rag_service.get()
 
-                    self._rag = await asyncio.to_thread(RagService, self.settings, self)
-        return self._rag
+    def scheduled_provider(self, user_id: str, counter: CallCounter | None = None) -> ScheduledProvider:
+        """The provider as one request of ``user_id`` sees it: fair slots, timeouts, counted calls."""
+        from backend.llm.scheduled import ScheduledProvider, StreamTimeouts
 
-    def rag_if_loaded(self) -> Any:
-        return self._rag
+        timeouts = StreamTimeouts(self.settings.first_byte_timeout_s, self.settings.stream_idle_timeout_s)
+        return ScheduledProvider(
+            self.provider, scheduler=self.scheduler, metrics=self.metrics, readiness=self.model,
+            timeouts=timeouts, user_id=user_id, counter=counter,
+        )
+
+    def tool_context(self, user_id: str, *, request_id: str | None = None, file_ids: list[str] | None = None) -> ToolContext:
+        """What a tool run for ``user_id`` may use: the settings, the documents, the MCP servers."""
+        from backend.tools.base import ToolContext
+
+        return ToolContext(
+            user_id=user_id, settings=self.settings, request_id=request_id, file_ids=file_ids,
+            documents=self.rag, mcp=self.mcp,
+        )
+
+    async def aclose(self) -> None:
+        """On shutdown: stop the model load, let ingestion jobs finish (up to 30 s), close the rest."""
+        await self.model.aclose()
+        await self.provider.aclose()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.rag_jobs.drain(), timeout=30)
+        rag = self.rag_service.loaded
+        if rag is not None:
+            await rag.aclose()
+        for pool in (self.store_pool, self.hash_pool):
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from backend.llm.types import Usage
+from backend.modes import Mode
 
 
 @dataclass
@@ -39,7 +40,7 @@ class AgentDone:
 
     content: str
     steps: list[AgentStep]
-    mode: str  # react | plan_execute | code
+    mode: Mode  # react | plan_execute | code
     reason: str
     sources: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)

@@ -32,23 +32,17 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from backend.errors import NotFoundError
 from backend.llm.types import GenerationParams
+from backend.modes import MODES, ROUTABLE, Mode, model_ids, parse_model_id
 
 if TYPE_CHECKING:
     from backend.llm.base import LLMProvider
 
 log = logging.getLogger("backend.agents.router")
 
-Mode = Literal["chat", "code", "react", "plan_execute"]
 Source = Literal["heuristic", "llm", "override"]
 
-#: the suffixes a model id may carry ("auto" is the bare base id)
-MODES = ["auto", "chat", "code", "react", "plan-execute"]
-_MODE_BY_SUFFIX: dict[str, str] = {
-    "auto": "auto", "chat": "chat", "code": "code", "react": "react", "plan-execute": "plan_execute",
-}
-_ROUTABLE = ("chat", "code", "react", "plan_execute")
+__all__ = ["MODES", "Mode", "RouteDecision", "decide", "heuristic_route", "model_ids", "parse_model_id", "route"]
 
 #: how much of a request the heuristics read: its start and its end (where the question usually is)
 SCAN_HEAD = 1500
@@ -395,10 +389,10 @@ def _decide(s: _Signals) -> tuple[RouteDecision, bool]:
         if s.chat_kind == "coding help":
             lookups.pop("sql", None)  # "write a SQL query that ..." too
         if not lookups:
-            return RouteDecision("chat", f"{s.chat_kind} ({s.chat!r}): the model answers directly", "heuristic"), True
+            return RouteDecision(Mode.CHAT, f"{s.chat_kind} ({s.chat!r}): the model answers directly", "heuristic"), True
     if s.chat_kind == "explanation" and not lookups and "calculation" not in compute and "run code" not in compute:
         compute.clear()
-        return RouteDecision("chat", f"explanation ({s.chat!r}): the model answers directly", "heuristic"), True
+        return RouteDecision(Mode.CHAT, f"explanation ({s.chat!r}): the model answers directly", "heuristic"), True
     if lookups:
         # a lookup claims the computing words of its own part ("orders since March 3 in the database",
         # "the temperature in Paris in Fahrenheit"); a computation in a part of its own stays
@@ -412,27 +406,27 @@ def _decide(s: _Signals) -> tuple[RouteDecision, bool]:
     if len(needs) >= 2:
         if s.sequential:
             return RouteDecision(
-                "react", f"{' + '.join(needs)}; the steps depend on each other ({s.sequential!r})", "heuristic"
+                Mode.REACT, f"{' + '.join(needs)}; the steps depend on each other ({s.sequential!r})", "heuristic"
             ), True
-        return RouteDecision("plan_execute", f"independent parts: {' + '.join(needs)}", "heuristic"), True
+        return RouteDecision(Mode.PLAN_EXECUTE, f"independent parts: {' + '.join(needs)}", "heuristic"), True
     if lookups:
         cat, hit = next(iter(lookups.items()))
         if s.parallel and not s.sequential:
             return RouteDecision(
-                "plan_execute", f"{cat} lookup ({hit!r}) for several things at once ({s.parallel!r})", "heuristic"
+                Mode.PLAN_EXECUTE, f"{cat} lookup ({hit!r}) for several things at once ({s.parallel!r})", "heuristic"
             ), True
-        return RouteDecision("react", f"one lookup: {cat} ({hit!r})", "heuristic"), True
+        return RouteDecision(Mode.REACT, f"one lookup: {cat} ({hit!r})", "heuristic"), True
     if s.symbolic and not (set(compute) - {"calculation", "arithmetic"}):
-        return RouteDecision("react", f"symbolic maths ({s.symbolic!r}): the sympy tool", "heuristic"), True
+        return RouteDecision(Mode.REACT, f"symbolic maths ({s.symbolic!r}): the sympy tool", "heuristic"), True
     if compute:
-        return RouteDecision("code", f"{needs[0]}: a program computes it in the sandbox", "heuristic"), True
+        return RouteDecision(Mode.CODE, f"{needs[0]}: a program computes it in the sandbox", "heuristic"), True
     if s.weak_compute and s.chat_kind not in ("greeting", "explanation"):
-        return RouteDecision("code", f"a question with numbers ({s.weak_compute!r}): a program computes it", "heuristic"), True
+        return RouteDecision(Mode.CODE, f"a question with numbers ({s.weak_compute!r}): a program computes it", "heuristic"), True
     if s.chat:
-        return RouteDecision("chat", f"{s.chat_kind} ({s.chat!r}): the model answers directly", "heuristic"), True
+        return RouteDecision(Mode.CHAT, f"{s.chat_kind} ({s.chat!r}): the model answers directly", "heuristic"), True
     if s.facts:
-        return RouteDecision("chat", f"no tool signal; may need fresh facts ({s.facts!r})", "heuristic"), False
-    return RouteDecision("chat", "no tool or computation signal", "heuristic"), True
+        return RouteDecision(Mode.CHAT, f"no tool signal; may need fresh facts ({s.facts!r})", "heuristic"), False
+    return RouteDecision(Mode.CHAT, "no tool or computation signal", "heuristic"), True
 
 
 def _has_run(s: _Signals) -> bool:
@@ -442,7 +436,7 @@ def _has_run(s: _Signals) -> bool:
 def heuristic_route(query: str) -> tuple[RouteDecision, bool]:
     """The keyword decision and whether it is sure of it (linear time, bounded text)."""
     if not query or query.isspace():
-        return RouteDecision("chat", "empty request", "heuristic"), True
+        return RouteDecision(Mode.CHAT, "empty request", "heuristic"), True
     return _decide(_signals(query))
 
 
@@ -470,13 +464,13 @@ def tool_categories(query: str) -> set[str]:
 def determine_task_type(query: str) -> Literal["chat", "agentic"]:
     """``"agentic"`` when the request needs tools, by keyword heuristics alone."""
     decision, _ = heuristic_route(query)
-    return "chat" if decision.mode == "chat" else "agentic"
+    return "chat" if decision.mode is Mode.CHAT else "agentic"
 
 
 _ROUTER_SCHEMA = {
     "type": "object",
     "properties": {
-        "mode": {"type": "string", "enum": list(_ROUTABLE)},
+        "mode": {"type": "string", "enum": [m.value for m in ROUTABLE]},
         "reason": {"type": "string", "maxLength": 120},
     },
     "required": ["mode", "reason"],
@@ -502,10 +496,10 @@ async def _llm_route(query: str, provider: LLMProvider) -> RouteDecision | None:
         out = await provider.complete(messages, params)
         obj = json.loads(out.content or "")
         mode = obj["mode"]
-        if mode not in _ROUTABLE:
+        if mode not in ROUTABLE:
             return None
         reason = str(obj.get("reason") or "").strip()[:200] or "classified by the model"
-        return RouteDecision(mode, f"model classification: {reason}", "llm")
+        return RouteDecision(Mode(mode), f"model classification: {reason}", "llm")
     except Exception as exc:  # noqa: BLE001 - the heuristic answer stands if classification fails
         log.info("router LLM classification failed: %s", exc)
         return None
@@ -520,36 +514,11 @@ async def route(query: str, provider: LLMProvider | None = None, use_llm: bool =
     return llm_decision or decision
 
 
-def parse_model_id(model: str, base_ids: list[str]) -> tuple[str, str]:
-    """Split ``model`` into (base id, mode); mode is "auto", "chat", "code", "react" or "plan_execute".
-
-    Base ids may themselves contain ':' (Ollama tags), so the exact base id wins first.
-    Raises ``NotFoundError`` (code ``model_not_found``) for an unknown id.
-    """
-    if model in base_ids:
-        return model, "auto"
-    base, sep, suffix = model.rpartition(":")
-    if sep and base in base_ids:
-        mode = _MODE_BY_SUFFIX.get(suffix.lower().replace("_", "-"))
-        if mode is not None:
-            return base, mode
-    raise NotFoundError(
-        f"The model '{model}' does not exist. Use one of the ids listed by GET /v1/models "
-        f"(a base id, optionally with :{', :'.join(MODES[1:])}).",
-        param="model",
-        code="model_not_found",
-    )
-
-
-def model_ids(base_ids: list[str]) -> list[str]:
-    """Every id ``/v1/models`` lists: each base id and its mode variants."""
-    return [b if m == "auto" else f"{b}:{m}" for b in base_ids for m in MODES]
-
-
 async def decide(query: str, mode: str, provider: LLMProvider | None = None, use_llm: bool = True) -> RouteDecision:
     """The decision for a request whose model id asked for ``mode`` (from ``parse_model_id``)."""
-    if mode == "auto":
+    chosen = Mode.from_name(mode)
+    if chosen is Mode.AUTO:
         return await route(query, provider, use_llm)
-    if mode not in _ROUTABLE:
+    if chosen is None or chosen not in ROUTABLE:
         raise ValueError(f"unknown mode {mode!r}")
-    return RouteDecision(mode, f"mode '{mode}' requested by the model id", "override")  # type: ignore[arg-type]
+    return RouteDecision(chosen, f"mode '{mode}' requested by the model id", "override")

@@ -27,6 +27,7 @@ from backend.agents.tools import relevant_tools, select_tools
 from backend.errors import BadRequestError
 from backend.llm.base import LLMProvider
 from backend.llm.types import GenerationParams, Message
+from backend.modes import AGENT_MODES, Mode
 from backend.tools.base import Tool, ToolContext
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("backend.agents.runner")
 
-AGENT_MODES = ("react", "plan_execute", "code")
 ANSWER_CHUNK_CHARS = 24
 
 
@@ -60,13 +60,13 @@ async def run_agent(
     With ``narrow_tools`` only the tools the question's keywords point at are offered (all when unclear).
     """
     if mode not in AGENT_MODES:
-        raise ValueError(f"run_agent mode must be one of {AGENT_MODES}, not {mode!r}")
+        raise ValueError(f"run_agent mode must be one of {sorted(AGENT_MODES)}, not {mode!r}")
     if not last_user_text(messages).strip():
         raise BadRequestError("The agent needs a user message with text.", param="messages")
     llm = CountingLLM(provider, params)
-    tools = dict(tools) if tools is not None else select_tools(tool_names, settings, ctx.services)
+    tools = dict(tools) if tools is not None else select_tools(tool_names, settings, ctx.mcp)
     query = last_user_text(messages)
-    if mode == "code":
+    if mode == Mode.CODE:
         python_tool = tools.get(CODE_TOOL)
         if python_tool is not None:
             async for ev in _run_code(messages, ctx, llm, python_tool):
@@ -74,10 +74,10 @@ async def run_agent(
             return
         # no sandbox here (python_code unavailable): the ReAct agent answers with the other tools
         log.info("code mode without python_code (no sandbox here): using the ReAct agent")
-        mode = "react"
+        mode = Mode.REACT
     if narrow_tools:
         tools = relevant_tools(query, tools)
-    if mode == "react":
+    if mode == Mode.REACT:
         agent = ReActAgent(
             llm,
             ctx,
@@ -93,7 +93,7 @@ async def run_agent(
         yield AgentDone(
             content=agent.final,
             steps=agent.get_trace(),
-            mode="react",
+            mode=Mode.REACT,
             reason=agent.stop_reason,
             sources=agent.sources,
             usage=llm.usage,
@@ -116,7 +116,7 @@ async def _run_code(messages: list[Message], ctx: ToolContext, llm: CountingLLM,
     yield AgentDone(
         content=agent.final,
         steps=list(agent.steps),
-        mode="code",
+        mode=Mode.CODE,
         reason=agent.stop_reason,
         usage=llm.usage,
         llm_calls=llm.calls,
@@ -167,7 +167,7 @@ async def _run_plan_execute(
     yield AgentDone(
         content=content,
         steps=list(rc.steps),
-        mode="plan_execute",
+        mode=Mode.PLAN_EXECUTE,
         reason="verified" if verified else "unverified",
         sources=rc.sources,
         usage=llm.usage,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.agents.router import tool_categories
 from backend.mcp.bridge import is_mcp_tool
 from backend.settings import Settings
 from backend.tools.base import Tool, ToolContext, ToolResult
 from backend.tools.registry import all_tools, available_tools
+
+if TYPE_CHECKING:
+    from backend.mcp.client import McpManager
 
 #: how much of one observation goes back into the prompt (the default model has an 8k context)
 OBSERVATION_PROMPT_CHARS = 1500
@@ -19,14 +22,14 @@ OBSERVATION_TRACE_CHARS = 8000
 
 
 def select_tools(
-    names: list[str] | None = None, settings: Settings | None = None, services: Any = None
+    names: list[str] | None = None, settings: Settings | None = None, mcp: McpManager | None = None
 ) -> dict[str, Tool]:
     """The registry's tools, restricted to ``names`` (in registry order) when given.
 
     With ``settings``, only tools that can run with that configuration (no web search without a key);
-    with the app's ``services`` too, the attached MCP servers' tools as well.
+    with the app's MCP manager too, the attached MCP servers' tools as well.
     """
-    tools = available_tools(settings, services) if settings is not None else all_tools()
+    tools = available_tools(settings, mcp) if settings is not None else all_tools()
     if names is None:
         return dict(tools)
     return {n: t for n, t in tools.items() if n in names}

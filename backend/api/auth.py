@@ -12,7 +12,6 @@ from backend.api.deps import current_user, get_services, off_loop, slow_hash
 from backend.api.docs import json_body
 from backend.auth.password_change import change_password
 from backend.auth.passwords import verify_password
-from backend.auth.throttle import LoginThrottle, RegistrationThrottle
 from backend.errors import AuthenticationError, BadRequestError, PermissionDeniedError
 from backend.services import Principal, Services
 from backend.storage.users import public_user
@@ -37,27 +36,6 @@ class TokenResponse(BaseModel):
     token_type: str = "bearer"
     expires_in: int
     user: dict[str, Any]
-
-
-def _throttle(services: Services) -> LoginThrottle:
-    t = services.extras.get("login_throttle")
-    if t is None:
-        s = services.settings
-        t = services.extras.setdefault(
-            "login_throttle", LoginThrottle(s.login_max_failures, s.login_window_s, s.login_throttle_max_keys)
-        )
-    return t
-
-
-def _registrations(services: Services) -> RegistrationThrottle:
-    t = services.extras.get("registration_throttle")
-    if t is None:
-        s = services.settings
-        t = services.extras.setdefault(
-            "registration_throttle",
-            RegistrationThrottle(s.registration_max_per_ip, s.registration_window_s, s.login_throttle_max_keys),
-        )
-    return t
 
 
 def _client_ip(request: Request) -> str:
@@ -91,7 +69,7 @@ def _bearer_token(request: Request) -> str:
 async def login(request: Request, services: Services = Depends(get_services)) -> TokenResponse:
     creds = await _credentials(request)
     ip = _client_ip(request)
-    throttle = _throttle(services)
+    throttle = services.login_throttle
     throttle.check(creds.username, ip)
     user = await off_loop(services, services.users.by_username, creds.username)
     ok = await slow_hash(services, verify_password, creds.password, user["password_hash"] if user else None)
@@ -109,7 +87,7 @@ async def register(request: Request, services: Services = Depends(get_services))
     if not services.settings.allow_registration:
         raise PermissionDeniedError("Self-registration is disabled on this server.", code="registration_disabled")
     ip = _client_ip(request)
-    registrations = _registrations(services)
+    registrations = services.registration_throttle
     registrations.check(ip)
     creds = await _credentials(request)  # any 'role' in the body is ignored: new accounts are users
     registrations.record(ip)  # attempts count, taken names and weak passwords included
@@ -150,7 +128,7 @@ async def change_my_password(request: Request, body: PasswordChange, principal: 
     """Change your own password (login session only). Every token and API key of the account is
     revoked; the answer carries a fresh token for this session."""
     ip = _client_ip(request)
-    throttle = _throttle(services)
+    throttle = services.login_throttle
     throttle.check(principal.username, ip)
     user = await off_loop(services, services.users.require, principal.user_id)
     if not await slow_hash(services, verify_password, body.current_password, user["password_hash"]):

@@ -52,7 +52,7 @@ def _decode(raw: bytes, max_depth: int) -> dict[str, Any]:
     return payload
 
 
-async def watch_disconnect(request: Request, task: asyncio.Task) -> None:
+async def watch_disconnect(request: Request, task: asyncio.Task[Any]) -> None:
     """Cancel ``task`` the moment the client goes away (the body is already read, so the next
     ASGI message can only be ``http.disconnect``) — as Starlette's StreamingResponse listens."""
     while not task.done():

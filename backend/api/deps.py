@@ -6,7 +6,6 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from fastapi import Depends, Request, Security
@@ -29,27 +28,21 @@ T = TypeVar("T")
 
 
 def get_services(request: Request) -> Services:
-    return request.app.state.services
-
-
-def _executor(services: Services, name: str, workers: int) -> ThreadPoolExecutor:
-    pool = services.extras.get(name)
-    if pool is None:
-        pool = services.extras.setdefault(name, ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name))
-    return pool
+    services: Services = request.app.state.services
+    return services
 
 
 async def off_loop(services: Services, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a JSON-store read/write off the event loop, in a pool of its own: long jobs in the
     default executor (ingestion, parsing) cannot make authentication wait."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(services, "store-io", 8), functools.partial(fn, *args, **kwargs))
+    return await loop.run_in_executor(services.store_pool, functools.partial(fn, *args, **kwargs))
 
 
 async def slow_hash(services: Services, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """bcrypt, in two threads of its own: a burst of logins cannot occupy every thread."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(services, "bcrypt", 2), functools.partial(fn, *args, **kwargs))
+    return await loop.run_in_executor(services.hash_pool, functools.partial(fn, *args, **kwargs))
 
 
 def _bearer(request: Request) -> str | None:
@@ -118,7 +111,7 @@ async def current_user(
     services: Services = Depends(get_services),
     _declared: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
 ) -> Principal:
-    cached = getattr(request.state, "principal", None)
+    cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
     server = request.scope.get("server")

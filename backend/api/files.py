@@ -25,7 +25,6 @@ from starlette.datastructures import UploadFile
 
 from backend.api.deps import current_user, get_services
 from backend.errors import APIError, BadRequestError, PayloadTooLargeError
-from backend.rag.jobs import IngestJobs
 from backend.rag.service import IngestItem, RagService
 from backend.ratelimit import RateLimiter
 from backend.services import Principal, Services
@@ -61,32 +60,14 @@ async def _rag(services: Services) -> RagService:
     return await services.rag()
 
 
-def _jobs(services: Services) -> IngestJobs:
-    jobs = services.extras.get("rag_jobs")
-    if jobs is None:
-        settings = services.settings
-        jobs = services.extras.setdefault(
-            "rag_jobs",
-            IngestJobs(settings.jobs_path, settings.rag_max_jobs_per_user, settings.rag_finished_jobs_kept),
-        )
-    return jobs
-
-
-def _limiter(services: Services, name: str, rpm: int) -> RateLimiter:
-    limiter = services.extras.get(name)
-    if limiter is None:
-        limiter = services.extras.setdefault(name, RateLimiter(rpm, 0))
-    return limiter
-
-
-def _rate_limit(services: Services, principal: Principal, name: str, rpm: int) -> dict[str, str]:
+def _rate_limit(services: Services, principal: Principal, limiter: RateLimiter) -> dict[str, str]:
     """Count one request against the per-user limit ``name`` (0 = unlimited); 429 past it.
 
     Returns the ``x-ratelimit-*`` request headers for the response, as chat sends them.
     """
-    if rpm <= 0 or (principal.is_admin and services.settings.rate_limit_admin_exempt):
+    if limiter.rpm <= 0 or (principal.is_admin and services.settings.rate_limit_admin_exempt):
         return {}
-    state = _limiter(services, name, rpm).check(principal.user_id)
+    state = limiter.check(principal.user_id)
     return {k: v for k, v in state.headers().items() if "-requests" in k}
 
 
@@ -187,9 +168,9 @@ async def upload_files(
     """Upload one or more documents (field ``files``); ``?async=true`` answers 202 with a job id."""
     settings = services.settings
     user_id = principal.user_id
-    limit_headers = _rate_limit(services, principal, "rag_upload_limiter", settings.rag_upload_rpm)
+    limit_headers = _rate_limit(services, principal, services.upload_limiter)
     response.headers.update(limit_headers)
-    jobs = _jobs(services)
+    jobs = services.rag_jobs
     if run_async:
         jobs.check_capacity(user_id)
     rag = await _rag(services)
@@ -222,7 +203,7 @@ async def upload_files(
 async def get_job(
     job_id: str, principal: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
-    return _jobs(services).get(principal.user_id, job_id)
+    return services.rag_jobs.get(principal.user_id, job_id)
 
 
 @router.get("/documents")
@@ -272,6 +253,6 @@ async def delete_document(
 async def search_documents(
     body: SearchRequest, response: Response, principal: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
-    response.headers.update(_rate_limit(services, principal, "rag_search_limiter", services.settings.rag_search_rpm))
+    response.headers.update(_rate_limit(services, principal, services.search_limiter))
     hits = await (await _rag(services)).search(principal.user_id, body.query, body.top_k, body.file_ids, mode=body.mode)
     return {"object": "list", "data": [h.to_dict() for h in hits]}

@@ -49,22 +49,22 @@ async def _probe(services: Services) -> tuple[dict[str, Any], dict[str, Any]]:
 
 async def cached_probe(services: Services) -> tuple[dict[str, Any], dict[str, Any]]:
     """The model and storage checks, reused for ``HEALTH_CACHE_S``; concurrent callers share one."""
-    state = services.extras.setdefault("health_probe", {"at": 0.0, "value": None, "lock": asyncio.Lock()})
+    state = services.health_probe
 
     def fresh() -> bool:
-        if state["value"] is None:
+        if state.value is None:
             return False
-        ok = state["value"][0].get("ok") and state["value"][1].get("ok")
+        ok = state.value[0].get("ok") and state.value[1].get("ok")
         ttl = services.settings.health_cache_s if ok else min(1.0, services.settings.health_cache_s)
-        return time.monotonic() - state["at"] < ttl  # a failure is re-checked sooner: recovery shows
+        return time.monotonic() - state.at < ttl  # a failure is re-checked sooner: recovery shows
 
-    if fresh():
-        return state["value"]
-    async with state["lock"]:
-        if not fresh():
-            state["value"] = await _probe(services)
-            state["at"] = time.monotonic()
-        return state["value"]
+    if state.value is not None and fresh():
+        return state.value
+    async with state.lock:
+        if state.value is None or not fresh():
+            state.value = await _probe(services)
+            state.at = time.monotonic()
+        return state.value
 
 
 @router.get("/health/detailed")
@@ -75,7 +75,7 @@ async def health_detailed(services: Services = Depends(get_services)) -> JSONRes
     ok = bool(model.get("ok")) and storage["ok"]
     from backend.tools.registry import available_tools, unavailable_tools
 
-    tools = {"available": list(available_tools(services.settings, services)),
+    tools = {"available": list(available_tools(services.settings, services.mcp)),
              "unavailable": unavailable_tools(services.settings)}
     if services.mcp is not None:
         tools["mcp_servers"] = services.mcp.describe()

@@ -2,8 +2,9 @@
 /v1/responses/{id}``, ``GET /v1/responses/{id}/input_items``.
 
 Thin: parse the request, translate it into the pipeline's input (``backend.responses.translate``),
-run ``ChatRun`` exactly as ``/v1/chat/completions`` does, render its events as Responses output
-(``backend.responses.render``), then store the response per user when ``store`` is on.
+prepare and run it exactly as ``/v1/chat/completions`` does (``backend.chat``), render its events as
+Responses output (``backend.responses.render``), record it, and store the response per user when
+``store`` is on.
 """
 
 from __future__ import annotations
@@ -17,23 +18,21 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from backend.api.body import read_json_object, watch_disconnect
+from backend.api.body import read_json_object
 from backend.api.deps import current_user, get_services
-from backend.api.v1 import _retry_count
-from backend.chat.pipeline import ChatRun
-from backend.chat.render import KEEPALIVE, EventPump
+from backend.api.streaming import SSE_HEADERS, collect, open_stream
+from backend.api.v1 import request_info
+from backend.chat.events import ChatDone, ChatResult
+from backend.chat.plan import ChatPlan, prepare
+from backend.chat.record import count_outcome, count_success, record
+from backend.chat.run import run
 from backend.errors import APIError, BadRequestError, validation_error
 from backend.responses.render import ResponseBuilder
 from backend.responses.schemas import ResponsesRequest, check_fields, request_body_openapi
 from backend.responses.translate import echo_text, echo_tools, input_items, new_item_id, to_chat_request
 from backend.services import Principal, Services
-from backend.storage.responses import ResponseStore
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-
-
-def _store(services: Services) -> ResponseStore:
-    return services.responses
 
 
 async def _parse(request: Request, services: Services) -> ResponsesRequest:
@@ -45,7 +44,7 @@ async def _parse(request: Request, services: Services) -> ResponsesRequest:
         raise validation_error(exc) from None
 
 
-def _echo(req: ResponsesRequest, run: ChatRun, tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _echo(req: ResponsesRequest, plan: ChatPlan, tools: list[dict[str, Any]] | None) -> dict[str, Any]:
     """The request's settings as the Response object reports them (the effective values)."""
     return {
         "model": req.model,
@@ -53,8 +52,8 @@ def _echo(req: ResponsesRequest, run: ChatRun, tools: list[dict[str, Any]] | Non
         "tools": echo_tools(tools),
         "tool_choice": req.tool_choice if req.tool_choice is not None else "auto",
         "parallel_tool_calls": req.parallel_tool_calls if req.parallel_tool_calls is not None else True,
-        "temperature": run.params.temperature,
-        "top_p": run.params.top_p,
+        "temperature": plan.params.temperature,
+        "top_p": plan.params.top_p,
         "max_output_tokens": req.max_output_tokens,
         "metadata": req.metadata or {},
         "previous_response_id": req.previous_response_id,
@@ -85,7 +84,7 @@ async def create_response(
     services: Services = Depends(get_services),
 ) -> JSONResponse | StreamingResponse:
     req = await _parse(request, services)
-    store = _store(services)
+    store = services.responses
     history: list[dict[str, Any]] = []
     if req.previous_response_id is not None:
         prev = store.get(principal.user_id, req.previous_response_id, param="previous_response_id")
@@ -93,85 +92,53 @@ async def create_response(
     items = input_items(req.input, services.settings.responses_max_input_items)
     chat_req, tools = to_chat_request(req, history, items, [services.provider.model_id],
                                       max_tokens_limit=services.settings.max_tokens_limit)
-    run = ChatRun(
-        services,
-        principal,
-        chat_req,
-        conversation_id=None,
-        idempotency_key=None,
-        request_id=getattr(request.state, "request_id", None),
-        base_url=str(request.base_url),
-        retry_count=_retry_count(request),
-    )
-    await run.prepare()
-    headers = dict(getattr(run, "rate_headers", {}))
-    builder = ResponseBuilder(new_item_id("resp"), _echo(req, run, tools),
-                              parallel_tool_calls=req.parallel_tool_calls is not False)
+    plan = await prepare(services, principal, chat_req, request_info(request, None))
+    headers = plan.headers()
+    builder = ResponseBuilder(new_item_id("resp"), _echo(req, plan, tools),
+                              parallel_tool_calls=req.parallel_tool_calls is not False,
+                              agent_answers=plan.mode.is_agent)
     keep = req.store is not False
-    metrics = services.metrics
-    stream_label = "true" if req.stream else "false"
+    keepalive = services.settings.keepalive_interval_s
 
-    if not req.stream:
-        async def produce() -> None:
-            async for ev in run.events():
-                builder.feed(ev)
-            builder.finish(run)
-
-        task = asyncio.create_task(produce())
-        watcher = asyncio.create_task(watch_disconnect(request, task))
-        try:
-            await task
-        except asyncio.CancelledError:
-            metrics.completions.labels(run.base_model, run.mode, stream_label, "cancelled").inc()
-            raise
-        except Exception:
-            metrics.completions.labels(run.base_model, run.mode, stream_label, "error").inc()
-            raise
-        finally:
-            watcher.cancel()
-        run.finish(None)
+    def save(result: ChatResult | None) -> None:
+        """Recorded and stored before the client sees the end, so it can chain on it at once."""
+        if result is not None:
+            record(services, plan, result, None)
         if keep:
             store.save(principal.user_id, _record(builder, items, history))
-        metrics.completions.labels(run.base_model, run.mode, stream_label, "ok").inc()
-        return JSONResponse(builder.response(), headers=headers)
 
-    pump = EventPump(run)
-    keepalive = services.settings.keepalive_interval_s
-    try:
-        first = await pump.get(keepalive)
-    except TimeoutError:
-        first = None  # still queued or thinking: start the stream with keep-alives
-    except BaseException:
-        await pump.cancel()
-        raise
-    if isinstance(first, BaseException):  # failed before any output: a proper HTTP error
-        await pump.cancel()
-        metrics.completions.labels(run.base_model, run.mode, stream_label, "error").inc()
-        raise first
-    metrics.completions.labels(run.base_model, run.mode, stream_label, "started").inc()
-    headers |= {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    with count_outcome(services.metrics, plan):
+        if not plan.stream:
+            done = await collect(request, run(plan, services), builder.feed)
+            assert isinstance(done, ChatDone)  # a run always ends with ChatDone
+            await asyncio.to_thread(save, done.result)
+            count_success(services.metrics, plan)
+            return JSONResponse(builder.response(), headers=headers)
+        pump, first = await open_stream(run(plan, services), keepalive)
+    count_success(services.metrics, plan)
 
     async def body() -> AsyncIterator[bytes]:
         try:
             for event in builder.start():
                 yield _frame(event)
+            events: list[dict[str, Any]] = []
+            result: ChatResult | None = None
             async for ev in pump.events(first, keepalive):
-                if ev is KEEPALIVE:
+                if isinstance(ev, bytes):
                     yield ev
-                elif isinstance(ev, BaseException):
+                    continue
+                if isinstance(ev, BaseException):
                     events = builder.fail(ev)
                     break
-                else:
-                    for event in builder.feed(ev):
-                        yield _frame(event)
-            else:
-                events = builder.finish(run)
+                if isinstance(ev, ChatDone):
+                    result = ev.result
+                    events = builder.feed(ev)  # the final events, sent once stored
+                    continue
+                for event in builder.feed(ev):
+                    yield _frame(event)
             failure: APIError | None = None
-            try:  # stored before the client sees the end, so it can chain on it at once
-                if builder.status != "failed":
-                    run.finish(None)
-                if keep:
-                    store.save(principal.user_id, _record(builder, items, history))
+            try:
+                await asyncio.to_thread(save, result)
             except APIError as exc:
                 failure = exc
             for event in events:
@@ -182,7 +149,7 @@ async def create_response(
         finally:
             await pump.cancel()
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers | SSE_HEADERS)
 
 
 @router.get("/responses/{response_id}")
@@ -195,14 +162,14 @@ async def get_response(
     if stream:
         raise BadRequestError("Replaying a stored response as a stream is not supported; omit 'stream'.",
                               param="stream", code="unsupported_parameter")
-    return _store(services).get(principal.user_id, response_id)["response"]
+    return services.responses.get(principal.user_id, response_id)["response"]
 
 
 @router.delete("/responses/{response_id}")
 async def delete_response(
     response_id: str, principal: Principal = Depends(current_user), services: Services = Depends(get_services)
 ) -> dict[str, Any]:
-    _store(services).delete(principal.user_id, response_id)
+    services.responses.delete(principal.user_id, response_id)
     return {"id": response_id, "object": "response", "deleted": True}
 
 
@@ -215,7 +182,7 @@ async def list_input_items(
     principal: Principal = Depends(current_user),
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    items = list(_store(services).get(principal.user_id, response_id).get("input_items", []))
+    items = list(services.responses.get(principal.user_id, response_id).get("input_items", []))
     if order == "desc":
         items.reverse()
     if after is not None:

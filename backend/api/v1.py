@@ -1,24 +1,33 @@
-"""OpenAI-compatible routes: ``/v1/models`` and ``/v1/chat/completions`` (thin: parse, wire, render)."""
+"""OpenAI-compatible routes: ``/v1/models`` and ``/v1/chat/completions``.
+
+The chat route only wires the four steps: ``prepare`` (``backend.chat.plan``) → ``run``
+(``backend.chat.run``) → ``render`` (``backend.chat.render``) → ``record`` (``backend.chat.record``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from backend.api.body import read_json_object, watch_disconnect
+from backend.api.body import read_json_object
 from backend.api.deps import current_user, get_services
 from backend.api.docs import json_body
 from backend.api.embeddings import embedding_model_id
-from backend.chat.modes import model_ids, resolve_model
-from backend.chat.pipeline import ChatRun
-from backend.chat.render import EventPump, run_to_completion, sse_body
+from backend.api.streaming import SSE_HEADERS, collect, open_stream, sse_body
+from backend.chat.events import ChatDone, ChatEvent
+from backend.chat.plan import RequestInfo, prepare
+from backend.chat.record import count_outcome, count_success, record_off_loop
+from backend.chat.render import ChunkWriter, completion_body
+from backend.chat.run import run
 from backend.chat.schemas import ChatCompletionRequest
 from backend.errors import BadRequestError, validation_error
+from backend.modes import model_ids, parse_model_id
 from backend.services import Principal, Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -49,11 +58,11 @@ async def get_model(
 ) -> dict[str, object]:
     if model_id == embedding_model_id(services):
         return _embedding_entry(services)
-    resolve_model(model_id, [services.provider.model_id])
+    parse_model_id(model_id, [services.provider.model_id])
     return _model_entry(model_id)
 
 
-def _validate(payload: dict, max_tokens_limit: int) -> ChatCompletionRequest:
+def _validate(payload: dict[str, Any], max_tokens_limit: int) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate(payload, context={"max_tokens_limit": max_tokens_limit})
     except ValidationError as exc:
@@ -65,9 +74,20 @@ async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
     return await asyncio.to_thread(_validate, payload, services.settings.max_tokens_limit)
 
 
-def _retry_count(request: Request) -> int:
+def request_info(request: Request, conversation_id: str | None) -> RequestInfo:
+    """What a chat run needs from the HTTP request besides the body (a bad Idempotency-Key is a 400)."""
+    idem = request.headers.get("idempotency-key")
+    if idem is not None and not _IDEMPOTENCY_RE.fullmatch(idem):
+        raise BadRequestError("Invalid Idempotency-Key header.", param="Idempotency-Key")
     raw = request.headers.get("x-stainless-retry-count", "0")
-    return int(raw) if raw.isdigit() and len(raw) < 4 else 0
+    request_id: str | None = getattr(request.state, "request_id", None)  # set by RequestContextMiddleware
+    return RequestInfo(
+        request_id=request_id,
+        base_url=str(request.base_url),
+        conversation_id=conversation_id or request.headers.get("x-conversation-id") or None,
+        idempotency_key=idem,
+        retry_count=int(raw) if raw.isdigit() and len(raw) < 4 else 0,
+    )
 
 
 @router.post("/chat/completions", response_model=None, openapi_extra=json_body(ChatCompletionRequest))
@@ -77,60 +97,25 @@ async def chat_completions(
     services: Services = Depends(get_services),
 ) -> JSONResponse | StreamingResponse:
     req = await _parse(request, services)
-    conversation_id = req.conversation_id or request.headers.get("x-conversation-id") or None
-    idem = request.headers.get("idempotency-key")
-    if idem is not None and not _IDEMPOTENCY_RE.fullmatch(idem):
-        raise BadRequestError("Invalid Idempotency-Key header.", param="Idempotency-Key")
-    run = ChatRun(
-        services,
-        principal,
-        req,
-        conversation_id=conversation_id,
-        idempotency_key=idem,
-        request_id=getattr(request.state, "request_id", None),
-        base_url=str(request.base_url),
-        retry_count=_retry_count(request),
-    )
-    await run.prepare()
-    headers = dict(getattr(run, "rate_headers", {}))
-    if run.conversation_id:
-        headers["X-Conversation-Id"] = run.conversation_id
-    if run.replayed:  # a retry of a request that was already applied: answer it again, append nothing
-        return JSONResponse(run.replayed, headers=headers | {"Idempotent-Replayed": "true"})
-    metrics = services.metrics
-    stream_label = "true" if req.stream else "false"
-
-    if not req.stream:
-        task = asyncio.create_task(run_to_completion(run))
-        watcher = asyncio.create_task(watch_disconnect(request, task))
-        try:
-            body = await task
-        except asyncio.CancelledError:
-            metrics.completions.labels(run.base_model, run.mode, stream_label, "cancelled").inc()
-            raise
-        except Exception:
-            metrics.completions.labels(run.base_model, run.mode, stream_label, "error").inc()
-            raise
-        finally:
-            watcher.cancel()
-        await asyncio.to_thread(run.finish, body)  # the conversation append: off the event loop
-        metrics.completions.labels(run.base_model, run.mode, stream_label, "ok").inc()
-        return JSONResponse(body, headers=headers)
-
-    pump = EventPump(run)
+    plan = await prepare(services, principal, req, request_info(request, req.conversation_id))
+    headers = plan.headers()
+    if plan.replayed is not None:  # a retry of a request that was already applied: answer it again, append nothing
+        return JSONResponse(plan.replayed, headers=headers | {"Idempotent-Replayed": "true"})
     keepalive = services.settings.keepalive_interval_s
-    try:
-        first = await pump.get(keepalive)
-    except TimeoutError:
-        first = None  # still queued or thinking: start the stream with keep-alives
-    except BaseException:
-        await pump.cancel()
-        raise
-    if isinstance(first, BaseException):  # failed before any output: a proper HTTP error
-        await pump.cancel()
-        metrics.completions.labels(run.base_model, run.mode, stream_label, "error").inc()
-        raise first
-    metrics.completions.labels(run.base_model, run.mode, stream_label, "started").inc()
-    headers |= {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(sse_body(run, pump, first, keepalive), media_type="text/event-stream", headers=headers)
+    with count_outcome(services.metrics, plan):
+        if not plan.stream:
+            done = await collect(request, run(plan, services))
+            assert isinstance(done, ChatDone)  # a run always ends with ChatDone
+            body = completion_body(plan, done.result)
+            await record_off_loop(services, plan, done.result, body)
+            count_success(services.metrics, plan)
+            return JSONResponse(body, headers=headers)
+        pump, first = await open_stream(run(plan, services), keepalive)
+    count_success(services.metrics, plan)
 
+    async def record_done(ev: ChatEvent) -> None:
+        if isinstance(ev, ChatDone):
+            await record_off_loop(services, plan, ev.result, None)
+
+    frames = sse_body(pump, first, keepalive, ChunkWriter(plan).render, record_done)
+    return StreamingResponse(frames, media_type="text/event-stream", headers=headers | SSE_HEADERS)

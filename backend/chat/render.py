@@ -1,66 +1,63 @@
-"""Turn a ``ChatRun``'s events into OpenAI's non-stream body or SSE chunks.
-
-Streaming runs the pipeline in a producer task feeding a queue, so the response can send SSE
-comment keep-alives while a request waits for the model, and so a client disconnect cancels
-the producer (and with it the generation and any tool subprocess) at once.
-"""
+"""Step 3 of a chat request: a run's events as OpenAI's JSON body or SSE chunks. Pure: no I/O, no state
+beyond the chunk writer's counters."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
-from backend.chat.pipeline import AgentMeta, ChatRun, SourcesEvent, StepEvent
-from backend.errors import APIError, error_body
+from backend.chat.events import AgentMeta, ChatDone, ChatEvent, ChatResult, SourcesEvent, StepEvent
+from backend.chat.plan import ChatPlan
 from backend.llm.types import StreamEvent
 
-log = logging.getLogger("backend.chat.render")
-_END = object()
-KEEPALIVE = b": keep-alive\n\n"  #: an SSE comment frame that keeps proxies and clients waiting
+
+def _base(plan: ChatPlan, obj: str) -> dict[str, Any]:
+    return {"id": plan.id, "object": obj, "created": plan.created, "model": plan.model}
 
 
-def _base(run: ChatRun, obj: str) -> dict[str, Any]:
-    return {"id": run.id, "object": obj, "created": run.created, "model": run.req.model}
-
-
-def _extras(run: ChatRun) -> dict[str, Any]:
+def _extensions(plan: ChatPlan, result: ChatResult) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if run.conversation_id:
-        out["conversation_id"] = run.conversation_id
-    if run.result.agent is not None:
-        out["agent"] = {**run.result.agent.to_dict(), "steps": run.result.steps, "llm_calls": run.result.llm_calls}
-    if run.result.sources:
-        out["sources"] = run.result.sources
+    if plan.conversation is not None:
+        out["conversation_id"] = plan.conversation.id
+    if result.agent is not None:
+        out["agent"] = {**result.agent.to_dict(), "steps": result.steps, "llm_calls": result.llm_calls}
+    if result.sources:
+        out["sources"] = result.sources
     return out
 
 
-def completion_body(run: ChatRun) -> dict[str, Any]:
-    r = run.result
-    message: dict[str, Any] = {"role": "assistant", "content": r.content if (r.content or not r.tool_calls) else None, "refusal": None}
-    if r.tool_calls:
-        message["tool_calls"] = [c.to_openai() for c in r.tool_calls]
-    annotations = run.annotations()
-    if annotations:
-        message["annotations"] = annotations
+def completion_body(plan: ChatPlan, result: ChatResult) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": result.content if (result.content or not result.tool_calls) else None,
+        "refusal": None,
+    }
+    if result.tool_calls:
+        message["tool_calls"] = [c.to_openai() for c in result.tool_calls]
+    if result.annotations:
+        message["annotations"] = result.annotations
     return {
-        **_base(run, "chat.completion"),
-        "choices": [{"index": 0, "message": message, "finish_reason": r.finish_reason, "logprobs": None}],
-        "usage": r.usage.to_openai(),
-        **_extras(run),
+        **_base(plan, "chat.completion"),
+        "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}],
+        "usage": result.usage.to_openai(),
+        **_extensions(plan, result),
     }
 
 
-async def run_to_completion(run: ChatRun) -> dict[str, Any]:
-    async for _ in run.events():
-        pass
-    return completion_body(run)
+def reply_message(result: ChatResult) -> dict[str, Any]:
+    """The assistant message as a conversation stores it (``meta`` is added by ``record``)."""
+    msg: dict[str, Any] = {"role": "assistant", "content": result.content or None}
+    if result.tool_calls:
+        msg["tool_calls"] = [c.to_openai() for c in result.tool_calls]
+    if result.agent is not None:
+        msg["agent"] = {**result.agent.to_dict(), "steps": result.steps}
+    if result.sources:
+        msg["sources"] = result.sources
+    return msg
 
 
 # ---------------------------------------------------------------------- streaming
-def _frame(obj: dict[str, Any]) -> bytes:
+def frame(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
@@ -78,30 +75,33 @@ def step_text(step: dict[str, Any]) -> str:
 
 
 class ChunkWriter:
-    def __init__(self, run: ChatRun) -> None:
-        self.run = run
+    """``chat.completion.chunk`` frames for each event; ``ChatDone`` ends the choice (and adds usage)."""
+
+    def __init__(self, plan: ChatPlan) -> None:
+        self.plan = plan
         self.started = False
         self.tool_index = 0
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
         body = {
-            **_base(self.run, "chat.completion.chunk"),
+            **_base(self.plan, "chat.completion.chunk"),
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
             **extra,
         }
-        if self.run.conversation_id:
-            body["conversation_id"] = self.run.conversation_id
-        return _frame(body)
+        if self.plan.conversation is not None:
+            body["conversation_id"] = self.plan.conversation.id
+        return frame(body)
 
-    def start(self, agent: AgentMeta | None = None) -> bytes:
+    def _start(self, agent: AgentMeta | None = None) -> bytes:
         self.started = True
-        extra = {"agent": agent.to_dict()} if agent else {}
-        return self.chunk({"role": "assistant", "content": ""}, **extra)
+        if agent is not None:
+            return self.chunk({"role": "assistant", "content": ""}, agent=agent.to_dict())
+        return self.chunk({"role": "assistant", "content": ""})
 
-    def render(self, ev: Any) -> list[bytes]:
+    def render(self, ev: ChatEvent) -> list[bytes]:
         out: list[bytes] = []
         if not self.started:
-            out.append(self.start(ev if isinstance(ev, AgentMeta) else None))
+            out.append(self._start(ev if isinstance(ev, AgentMeta) else None))
             if isinstance(ev, AgentMeta):
                 return out
         if isinstance(ev, AgentMeta):
@@ -120,100 +120,14 @@ class ChunkWriter:
                 head = {"index": i, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
                 out.append(self.chunk({"tool_calls": [head]}))
                 out.append(self.chunk({"tool_calls": [{"index": i, "function": {"arguments": call.arguments}}]}))
+        elif isinstance(ev, ChatDone):
+            out += self._finish(ev.result)
         return out
 
-    def finish(self) -> list[bytes]:
-        r = self.run.result
-        out = [] if self.started else [self.start()]
-        extra: dict[str, Any] = {}
-        annotations = self.run.annotations()
-        if annotations:
-            extra["annotations"] = annotations
-        out.append(self.chunk({}, r.finish_reason, **extra))
-        opts = self.run.req.stream_options
-        if opts is not None and opts.include_usage:
-            usage = {**_base(self.run, "chat.completion.chunk"), "choices": [], "usage": r.usage.to_openai()}
-            out.append(_frame(usage))
+    def _finish(self, result: ChatResult) -> list[bytes]:
+        extra: dict[str, Any] = {"annotations": result.annotations} if result.annotations else {}
+        out = [self.chunk({}, result.finish_reason, **extra)]
+        if self.plan.include_usage:
+            usage = {**_base(self.plan, "chat.completion.chunk"), "choices": [], "usage": result.usage.to_openai()}
+            out.append(frame(usage))
         return out
-
-
-class EventPump:
-    """Runs ``run.events()`` in a task; the first event (or error) can be awaited before responding."""
-
-    END = _END  #: queued after the last event
-
-    def __init__(self, run: ChatRun) -> None:
-        self.run = run
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.task = asyncio.create_task(self._produce())
-
-    async def _produce(self) -> None:
-        try:
-            async for ev in self.run.events():
-                await self.queue.put(ev)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # delivered to the consumer
-            await self.queue.put(exc)
-        await self.queue.put(_END)
-
-    async def get(self, timeout: float | None) -> Any:
-        return await asyncio.wait_for(self.queue.get(), timeout=timeout)
-
-    async def events(self, first: Any, keepalive_s: float) -> AsyncIterator[Any]:
-        """``first`` (if any), then the queued events up to ``END``; ``KEEPALIVE`` whenever none
-        came for ``keepalive_s``. A producer's exception arrives as an event (the SSE bodies stop there)."""
-        ev = first
-        while True:
-            if ev is None:
-                try:
-                    ev = await self.get(keepalive_s)
-                except TimeoutError:
-                    yield KEEPALIVE
-                    continue
-            if ev is _END:
-                return
-            yield ev
-            ev = None
-
-    async def cancel(self) -> None:
-        if not self.task.done():
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
-
-
-def error_frame(exc: BaseException) -> bytes:
-    if isinstance(exc, APIError):
-        return _frame(exc.body())
-    log.error("stream failed", exc_info=exc)
-    return _frame(error_body("The server had an error while generating the response.", "server_error"))
-
-
-async def sse_body(run: ChatRun, pump: EventPump, first: Any, keepalive_s: float) -> AsyncIterator[bytes]:
-    writer = ChunkWriter(run)
-    ok = False
-    try:
-        async for ev in pump.events(first, keepalive_s):
-            if ev is KEEPALIVE:
-                yield ev
-            elif isinstance(ev, BaseException):
-                yield error_frame(ev)
-                break
-            else:
-                for frame in writer.render(ev):
-                    yield frame
-        else:
-            ok = True
-        if ok:
-            for frame in writer.finish():
-                yield frame
-            try:
-                await asyncio.to_thread(run.finish, None)  # the conversation append: off the event loop
-            except Exception as exc:  # storage full etc.: tell the client, the answer was delivered
-                yield error_frame(exc)
-        yield b"data: [DONE]\n\n"
-    finally:
-        await pump.cancel()

@@ -176,6 +176,16 @@ _RESPONSE_FORMAT = TypeAdapter(
 _TOOL_CHOICE = TypeAdapter(Literal["none", "auto", "required"] | NamedToolChoice)
 
 
+def stop_sequences(value: str | list[str] | None) -> list[str] | None:
+    """OpenAI's ``stop``: one string or up to 4; empty ones dropped (chat and text completions)."""
+    if value is None:
+        return None
+    stops = [value] if isinstance(value, str) else value
+    if len(stops) > 4:
+        raise ValueError("at most 4 stop sequences")
+    return [s for s in stops if s]
+
+
 class StreamOptions(_Loose):
     include_usage: bool | None = None
 
@@ -208,12 +218,7 @@ class ChatCompletionRequest(_Loose):
     @field_validator("stop")
     @classmethod
     def _stop(cls, value: str | list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        stops = [value] if isinstance(value, str) else value
-        if len(stops) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return [s for s in stops if s]
+        return stop_sequences(value)
 
     @field_validator("response_format")
     @classmethod

@@ -15,12 +15,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from backend.chat.modes import resolve_model
-from backend.chat.scheduled import ScheduledProvider
 from backend.completions.fim import MAX_CHECKED_CHARS, MiddleStream, fit_python
 from backend.completions.schemas import CompletionRequest
 from backend.errors import BadRequestError, ContextLengthExceededError, UnprocessableError
+from backend.llm.scheduled import ScheduledProvider
 from backend.llm.types import GenerationParams, Usage
+from backend.modes import Mode, parse_model_id
 from backend.ratelimit import enforce_user_limit
 from backend.services import Principal, Services
 
@@ -37,6 +37,14 @@ class TextDelta:
 class ChoiceEnd:
     index: int
     finish_reason: str
+
+
+@dataclass
+class CompletionDone:
+    """Last: every choice has ended."""
+
+
+CompletionEvent = TextDelta | ChoiceEnd | CompletionDone
 
 
 @dataclass
@@ -95,8 +103,8 @@ class CompletionRun:
                 param="check_syntax",
                 code="too_large",
             )
-        base, mode = resolve_model(req.model, [provider.model_id])
-        if mode not in ("auto", "chat"):
+        base, mode = parse_model_id(req.model, [provider.model_id])
+        if mode not in (Mode.AUTO, Mode.CHAT):
             raise BadRequestError(
                 f"'{req.model}' is an agent mode; /v1/completions takes the base model id '{base}'.",
                 param="model",
@@ -167,9 +175,9 @@ class CompletionRun:
 
     # ------------------------------------------------------------------ run
     def _provider(self) -> ScheduledProvider:
-        return ScheduledProvider(self.services, self.principal.user_id)
+        return self.services.scheduled_provider(self.principal.user_id)
 
-    async def events(self) -> AsyncIterator[TextDelta | ChoiceEnd]:
+    async def events(self) -> AsyncIterator[CompletionEvent]:
         for index, prompt in enumerate(self.prompts):
             choice = ChoiceResult(index)
             self.choices.append(choice)
@@ -183,6 +191,7 @@ class CompletionRun:
                 async for ev in self._streamed(prompt, choice):
                     yield ev
             yield ChoiceEnd(index, choice.finish_reason)
+        yield CompletionDone()
 
     async def _streamed(self, prompt: str, choice: ChoiceResult) -> AsyncIterator[TextDelta]:
         choice.attempts = 1
@@ -278,9 +287,4 @@ class CompletionRun:
         metrics.tokens_in.labels(self.base_model, "completion").inc(self.usage.prompt_tokens)
         metrics.tokens_out.labels(self.base_model, "completion").inc(self.usage.completion_tokens)
         self.services.rate_limiter.record_tokens(self.principal.user_id, self.usage.total_tokens)
-
-
-async def collect(run: CompletionRun) -> CompletionRun:
-    async for _ in run.events():
-        pass
-    return run
+        self.services.usage.record_usage(self.principal.user_id, self.usage.prompt_tokens, self.usage.completion_tokens)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from backend.chat.schemas import StreamOptions
+from backend.chat.schemas import StreamOptions, stop_sequences
 
 
 class CompletionRequest(BaseModel):
@@ -43,9 +43,4 @@ class CompletionRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _stop(cls, value: str | list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        stops = [value] if isinstance(value, str) else value
-        if len(stops) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return [s for s in stops if s]
+        return stop_sequences(value)

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from backend.api.deps import _bearer, authenticate, off_loop
 from backend.errors import APIError, PermissionDeniedError, RateLimitError, error_body
 from backend.middleware import is_loopback_host
-from backend.tools.base import Tool, ToolContext
+from backend.tools.base import Tool
 
 if TYPE_CHECKING:
     from backend.services import Principal, Services
@@ -77,8 +77,9 @@ def build_server(services: Services) -> Any:
             except RateLimitError as exc:
                 services.metrics.rate_limited.labels("user").inc()
                 return error(f"Error: {exc.message}")
-        ctx = ToolContext(user_id=principal.user_id, settings=services.settings, services=services,
-                          request_id=request.headers.get("x-request-id") if request is not None else None)
+        ctx = services.tool_context(
+            principal.user_id, request_id=request.headers.get("x-request-id") if request is not None else None
+        )
         result = await t.run(ctx, arguments)
         services.metrics.tool_calls.labels(t.name, "ok" if result.ok else "error").inc()
         services.audit.record("tool_call", user=principal.user_id, tool=t.name, ok=result.ok, via="mcp")

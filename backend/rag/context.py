@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.rag.types import Hit, Retriever
+
 MAX_PASSAGE_CHARS = 1500
 
 _INSTRUCTIONS = (
@@ -64,7 +66,7 @@ def format_passages(sources: list[dict[str, Any]]) -> str:
     return "\n\n".join(blocks)
 
 
-def context_from_hits(hits: list[Any]) -> RagContext:
+def context_from_hits(hits: list[Hit]) -> RagContext:
     sources = [
         {
             "index": n,
@@ -84,9 +86,8 @@ def context_from_hits(hits: list[Any]) -> RagContext:
 
 
 async def build_rag_context(
-    services: Any, user_id: str, query: str, file_ids: list[str] | None, top_k: int
+    rag: Retriever, user_id: str, query: str, file_ids: list[str] | None, top_k: int
 ) -> RagContext:
     """Search the caller's documents for ``query`` and build the grounded prompt and sources."""
-    rag = await services.rag()
     hits = await rag.search(user_id, query, top_k, file_ids)
     return context_from_hits(hits)

@@ -97,11 +97,11 @@ class _Prepared:
 
 
 class RagService:
-    def __init__(self, settings: Settings, services: Any = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, store: VectorStore | None = None) -> None:
+        """``embedder`` and ``store`` default to the configured ones, built on first use."""
         self.settings = settings
-        self.services = services
-        self._embedder: Embedder | None = None
-        self._store: VectorStore | None = None
+        self._embedder: Embedder | None = embedder
+        self._store: VectorStore | None = store
         self._init_lock = threading.Lock()
         self._corpora: dict[str, UserCorpus] = {}
         self._corpus_lock = threading.Lock()
@@ -133,12 +133,7 @@ class RagService:
         return self._store
 
     async def aclose(self) -> None:
-        """On shutdown: let running ingestion jobs finish (up to 30 s), then stop the parse workers."""
-        extras = getattr(self.services, "extras", None) or {}
-        jobs = extras.get("rag_jobs")
-        if jobs is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(jobs.drain(), timeout=30)
+        """On shutdown (after the app drained its ingestion jobs): stop the parse workers."""
         get_pool().close()  # workers restart lazily if another service instance parses later
         self._ingest_executor.shutdown(wait=False, cancel_futures=True)
 

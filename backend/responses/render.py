@@ -1,4 +1,4 @@
-"""A ``ChatRun``'s events → the Response object and its stream events.
+"""A chat run's events (``backend.chat.events``) → the Response object and its stream events.
 
 ``ResponseBuilder`` is fed the pipeline's events in order and returns the Responses stream events
 each one causes (``response.output_item.added``, ``…output_text.delta``, ``…function_call_arguments.*``,
@@ -18,7 +18,7 @@ import re
 import time
 from typing import Any
 
-from backend.chat.pipeline import AgentMeta, ChatRun, SourcesEvent, StepEvent
+from backend.chat.events import AgentMeta, ChatDone, ChatEvent, ChatResult, SourcesEvent, StepEvent
 from backend.chat.render import step_text
 from backend.errors import APIError
 from backend.llm.types import StreamEvent, Usage
@@ -76,8 +76,11 @@ def _file_citation(source: dict[str, Any], index: int) -> dict[str, Any]:
 
 
 class ResponseBuilder:
-    def __init__(self, resp_id: str, echo: dict[str, Any], *, parallel_tool_calls: bool = True) -> None:
+    def __init__(
+        self, resp_id: str, echo: dict[str, Any], *, parallel_tool_calls: bool = True, agent_answers: bool = False
+    ) -> None:
         self.id = resp_id
+        self.agent_answers = agent_answers  # an agent's final answer replaces the streamed text
         self.created_at = int(time.time())
         self.echo = echo  # request fields the Response object reports back
         self.parallel_tool_calls = parallel_tool_calls
@@ -127,7 +130,10 @@ class ResponseBuilder:
                 self._event("response.in_progress", response=self.response())]
 
     # ------------------------------------------------------------------ events
-    def feed(self, ev: Any) -> list[dict[str, Any]]:
+    def feed(self, ev: ChatEvent) -> list[dict[str, Any]]:
+        """The stream events ``ev`` causes; ``ChatDone`` closes the response (``response.completed``)."""
+        if isinstance(ev, ChatDone):
+            return self.finish(ev.result)
         if isinstance(ev, StepEvent):
             return [*self._close_message(), *self._reasoning(step_text(ev.step).strip())]
         if isinstance(ev, StreamEvent):
@@ -225,13 +231,12 @@ class ResponseBuilder:
         return events
 
     # ------------------------------------------------------------------ end
-    def finish(self, run: ChatRun) -> list[dict[str, Any]]:
+    def finish(self, result: ChatResult) -> list[dict[str, Any]]:
         """Close the open items with the run's authoritative answer and citations; the final event."""
-        result = run.result
         truncated = result.finish_reason == "length"
         status = "incomplete" if truncated else "completed"
         events: list[dict[str, Any]] = []
-        final_text = result.content if run.mode != "chat" and result.content else None
+        final_text = result.content if self.agent_answers and result.content else None
         if self._message is None and result.content and not any(i["type"] == "message" for i in self.output):
             events += self._text(result.content)  # an answer that arrived without deltas
         events += self._close_message(final_text=final_text, sources=result.sources, status=status)

@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backend.chat.modes import resolve_model
 from backend.chat.schemas import ChatCompletionRequest
 from backend.errors import BadRequestError, validation_error
+from backend.modes import Mode, parse_model_id
 from backend.responses.schemas import ResponsesRequest
 
 _ITEM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -305,12 +305,12 @@ def to_chat_request(
     max_tokens_limit: int | None = None,
 ) -> tuple[ChatCompletionRequest, list[dict[str, Any]] | None]:
     """The pipeline's request for this Responses request; also the chat tools (for the echo)."""
-    _, mode = resolve_model(req.model, base_ids)  # 404 for an unknown model, before any work
+    _, mode = parse_model_id(req.model, base_ids)  # 404 for an unknown model, before any work
     _check_outputs_match_calls(history, items)
     tools = chat_tools(req.tools)
     tool_choice, tools = chat_tool_choice(req.tool_choice, tools)
     fmt = response_format(req.text)
-    if mode not in ("auto", "chat") and (tools or fmt):
+    if mode not in (Mode.AUTO, Mode.CHAT) and (tools or fmt):
         raise _bad(f"Function tools and text.format need the model's chat mode ('{req.model.split(':')[0]}' or "
                    f"'…:chat'); agent model ids use the server's own tools.", "tools" if tools else "text.format",
                    "unsupported_value")

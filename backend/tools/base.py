@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 from pydantic import ValidationError, create_model
 
 if TYPE_CHECKING:
+    from backend.mcp.client import McpManager
+    from backend.rag.types import Retriever
     from backend.settings import Settings
 
 log = logging.getLogger("backend.tools")
@@ -37,13 +39,15 @@ log = logging.getLogger("backend.tools")
 
 @dataclass
 class ToolContext:
-    """Per-request context: who is asking and with which configuration."""
+    """Per-request context: who is asking, with which configuration, and what a tool may use."""
 
     user_id: str
     settings: Settings
-    services: Any = None  # backend.services.Services (RAG retrieval, audit, metrics)
     request_id: str | None = None
     file_ids: list[str] | None = None  # restrict document retrieval to these files
+    #: the caller's documents (opened on first use; None: no document index here)
+    documents: Callable[[], Awaitable[Retriever]] | None = None
+    mcp: McpManager | None = None  # the attached MCP servers, whose tools join the registry's
 
 
 @dataclass

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from backend.tools.base import ToolContext, ToolError, ToolResult, tool
+
+if TYPE_CHECKING:
+    from backend.rag.types import Hit
 
 log = logging.getLogger("backend.tools.rag_retrieval")
 
@@ -12,10 +16,8 @@ NO_DOCUMENTS = "No documents are indexed for this user."
 MAX_PASSAGE_CHARS = 1200
 
 
-def _label(hit: object) -> str:
-    filename = getattr(hit, "filename", "document")
-    page = getattr(hit, "page", None)
-    return f"[{filename} p.{page}]" if page else f"[{filename}]"
+def _label(hit: Hit) -> str:
+    return f"[{hit.filename} p.{hit.page}]" if hit.page else f"[{hit.filename}]"
 
 
 @tool(timeout_s=60)
@@ -29,15 +31,14 @@ async def rag_retrieval(ctx: ToolContext, query: str, top_k: int = 5) -> ToolRes
     if not query or not query.strip():
         raise ToolError("query is empty")
     top_k = max(1, min(int(top_k), 20))
-    if ctx.services is None:
+    if ctx.documents is None:
         return ToolResult(True, NO_DOCUMENTS, data={"sources": []})
     try:
-        rag = await ctx.services.rag()
+        rag = await ctx.documents()
     except ImportError as exc:  # the RAG stack is not installed / not importable
         log.warning("RAG service unavailable: %s", exc)
         return ToolResult(False, NO_DOCUMENTS, data={"sources": []})
-    has_documents = getattr(rag, "has_documents", None)
-    if has_documents is not None and not await has_documents(ctx.user_id):
+    if not await rag.has_documents(ctx.user_id):
         return ToolResult(True, NO_DOCUMENTS, data={"sources": []})
     hits = await rag.search(ctx.user_id, query.strip(), top_k, ctx.file_ids)
     if not hits:

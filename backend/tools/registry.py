@@ -1,17 +1,20 @@
 """The one tool registry. Adding a tool = one module + one line in ``_TOOL_MODULES``.
 
-Tools of attached MCP servers (``backend.mcp``) join at run time: ``available_tools(settings, services)``
-adds the app's ``services.mcp`` tools (those of the servers connected now) after the built-ins.
+Tools of attached MCP servers (``backend.mcp``) join at run time: ``available_tools(settings, mcp)``
+adds the tools of the app's MCP manager (those of the servers connected now) after the built-ins.
 """
 
 from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 from backend.settings import Settings
 from backend.tools.base import Tool
+
+if TYPE_CHECKING:
+    from backend.mcp.client import McpManager
 
 # module path : attribute holding the Tool
 _TOOL_MODULES: list[str] = [
@@ -45,21 +48,15 @@ def get_tool(name: str) -> Tool | None:
     return _load().get(name)
 
 
-def available_tools(settings: Settings, services: Any = None) -> dict[str, Tool]:
+def available_tools(settings: Settings, mcp: McpManager | None = None) -> dict[str, Tool]:
     """The tools that can run with this configuration (agents are only offered these), described for it.
 
-    With the app's ``services``, the connected MCP servers' tools are included too.
+    With the app's MCP manager, the connected MCP servers' tools are included too.
     """
     tools = {name: t.for_settings(settings) for name, t in _load().items() if t.unavailable_reason(settings) is None}
-    for name, t in attached_tools(services).items():
+    for name, t in (mcp.tools() if mcp is not None else {}).items():
         tools.setdefault(name, t)
     return tools
-
-
-def attached_tools(services: Any) -> dict[str, Tool]:
-    """The tools of the MCP servers attached to this app and connected now (none without services)."""
-    manager = getattr(services, "mcp", None)
-    return manager.tools() if manager is not None else {}
 
 
 def unavailable_tools(settings: Settings) -> dict[str, str]:

@@ -8,14 +8,6 @@ from backend.rag.types import Hit
 from tests.rag.conftest import PDF_DIR, run
 
 
-class _Services:
-    def __init__(self, rag: RagService) -> None:
-        self._rag = rag
-
-    async def rag(self) -> RagService:
-        return self._rag
-
-
 def test_prompt_and_annotations() -> None:
     hits = [
         Hit("file_aaaaaaaa1", "report.pdf", "file_aaaaaaaa1:0", "Revenue grew 12% in 2023.", 0.03, page=4),
@@ -46,8 +38,8 @@ def test_no_hits_says_so() -> None:
 
 def test_build_rag_context_searches_the_callers_documents(rag: RagService) -> None:
     run(rag.ingest("u_alice", "crazyones.pdf", PDF_DIR / "crazyones.pdf", "application/pdf"))
-    ctx = run(build_rag_context(_Services(rag), "u_alice", "who are the crazy ones?", None, 3))
+    ctx = run(build_rag_context(rag, "u_alice", "who are the crazy ones?", None, 3))
     assert ctx.sources[0]["filename"] == "crazyones.pdf" and ctx.sources[0]["page"] == 1
     assert "misfits" in ctx.system_prompt.lower() or "misﬁts" in ctx.system_prompt
-    other = run(build_rag_context(_Services(rag), "u_bob", "who are the crazy ones?", None, 3))
+    other = run(build_rag_context(rag, "u_bob", "who are the crazy ones?", None, 3))
     assert other.sources == []
