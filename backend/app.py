@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from backend.errors import install_handlers
 from backend.middleware import (
@@ -162,7 +163,8 @@ def create_app(settings: Settings | None = None, *, provider: LLMProvider | None
         from backend.mcp.server import PATH, McpEndpoint
 
         mcp_endpoint = McpEndpoint()
-        app.add_route(PATH, mcp_endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+        # an ASGI app as the endpoint (Route passes it scope/receive/send)
+        app.router.routes.append(Route(PATH, mcp_endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False))
 
     # middleware runs bottom-up: the request context wraps everything
     if settings.cors_origins:

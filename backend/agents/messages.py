@@ -4,27 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.llm.types import Message
+from backend.llm.types import Message, message_text
 
 #: how much prior conversation goes into an agent prompt (characters, ~4 per token)
 HISTORY_CHAR_BUDGET = 6000
 
 
 def text_of(content: Any) -> str:
-    """The text of an OpenAI message ``content`` (a string or a list of parts)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text":
-                parts.append(str(part.get("text", "")))
-            elif isinstance(part, str):
-                parts.append(part)
-        return "\n".join(parts)
-    return str(content)
+    """The text of an OpenAI message ``content`` (a string or a list of parts; others skipped)."""
+    return message_text(content, strict=False)
 
 
 def last_user_text(messages: list[Message]) -> str:

@@ -115,7 +115,7 @@ async def current_user(
     if cached is not None:
         return cached
     server = request.scope.get("server")
-    loopback = bool(server) and is_loopback_host(str(server[0]))
+    loopback = server is not None and is_loopback_host(str(server[0]))
     principal = await off_loop(services, authenticate, _bearer(request), services, loopback=loopback)
     needed = required_scope(request.method, _route_path(request))
     if needed not in principal.scopes:

@@ -162,7 +162,8 @@ async def get_response(
     if stream:
         raise BadRequestError("Replaying a stored response as a stream is not supported; omit 'stream'.",
                               param="stream", code="unsupported_parameter")
-    return services.responses.get(principal.user_id, response_id)["response"]
+    response: dict[str, Any] = services.responses.get(principal.user_id, response_id)["response"]
+    return response
 
 
 @router.delete("/responses/{response_id}")

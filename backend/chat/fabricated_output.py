@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from backend.agents.grounding import grounded, numbers
 from backend.agents.program import PYTHON_TAGS, Block, fenced_blocks
@@ -72,7 +73,7 @@ def _stdout(result: ToolResult) -> str:
     return (out if isinstance(out, str) else result.output).strip()
 
 
-def _prose_without_invented_numbers(prose: str, allowed: list) -> str:
+def _prose_without_invented_numbers(prose: str, allowed: list[Decimal]) -> str:
     """Drop the sentences of ``prose`` holding a number not in ``allowed`` (the invented ones)."""
     pieces = re.split(r"(?<=[.!?])(\s+)|(\n+)", prose)
     out: list[str] = []

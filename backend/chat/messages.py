@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from backend.chat.schemas import ChatCompletionRequest, TextPart
+from backend.chat.schemas import (
+    AssistantMessage,
+    ChatCompletionRequest,
+    ContentPart,
+    DeveloperMessage,
+    FunctionMessage,
+    ToolMessage,
+)
 from backend.errors import BadRequestError, ContextLengthExceededError
+from backend.llm.types import message_text
 from backend.settings import Settings
 
 
-def content_text(content: Any, index: int) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    parts = []
-    for j, part in enumerate(content):
-        if isinstance(part, TextPart):
-            parts.append(part.text)
-        elif getattr(part, "type", None) == "refusal":
-            parts.append(getattr(part, "refusal", "") or "")
-        else:
-            raise BadRequestError(
-                f"Content parts of type '{part.type}' are not supported by this server's models; send text.",
-                param=f"messages[{index}].content[{j}]",
-                code="unsupported_content",
-            )
-    return "\n".join(parts)
+def content_text(content: str | Sequence[ContentPart] | None, index: int) -> str:
+    """``messages[index].content`` as text (``backend.llm.types.message_text``); non-text parts are a 400."""
+    if isinstance(content, list):
+        return message_text([part.model_dump() for part in content], f"messages[{index}].content")
+    return message_text(content, f"messages[{index}].content")
 
 
 def normalise_messages(req: ChatCompletionRequest, settings: Settings) -> list[dict[str, Any]]:
@@ -47,20 +43,19 @@ def normalise_messages(req: ChatCompletionRequest, settings: Settings) -> list[d
                 code="string_above_max_length",
             )
         total += len(text)
-        role = msg.role
-        if role == "developer":
+        if isinstance(msg, DeveloperMessage):
             out.append({"role": "system", "content": text})
-        elif role == "assistant":
+        elif isinstance(msg, AssistantMessage):
             entry: dict[str, Any] = {"role": "assistant", "content": text if msg.content is not None else None}
             if msg.tool_calls:
                 entry["tool_calls"] = [tc.model_dump(include={"id", "type", "function"}) for tc in msg.tool_calls]
             out.append(entry)
-        elif role == "tool":
+        elif isinstance(msg, ToolMessage):
             out.append({"role": "tool", "content": text, "tool_call_id": msg.tool_call_id})
-        elif role == "function":
+        elif isinstance(msg, FunctionMessage):
             out.append({"role": "tool", "content": text, "tool_call_id": msg.name, "name": msg.name})
         else:
-            out.append({"role": role, "content": text})
+            out.append({"role": msg.role, "content": text})
     if total > settings.max_message_chars * 4:
         raise ContextLengthExceededError(
             f"The messages total {total} characters, more than this server accepts.", param="messages"

@@ -17,7 +17,7 @@ from typing import Any
 
 from backend.chat.events import AgentMeta
 from backend.chat.messages import last_user_text, new_turn, normalise_messages
-from backend.chat.schemas import ChatCompletionRequest
+from backend.chat.schemas import ChatCompletionRequest, stop_sequences
 from backend.errors import BadRequestError, ContextLengthExceededError
 from backend.llm.base import LLMProvider
 from backend.llm.scheduled import CallCounter
@@ -97,7 +97,7 @@ def _params(req: ChatCompletionRequest, services: Services, tools: list[dict[str
         top_p=req.top_p if req.top_p is not None else settings.top_p,
         top_k=settings.top_k,
         max_tokens=req.max_completion_tokens or req.max_tokens or settings.default_max_tokens,
-        stop=req.stop,
+        stop=stop_sequences(req.stop),
         seed=req.seed,
         response_format=req.response_format,
         tools=tools,

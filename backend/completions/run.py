@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from backend.chat.schemas import stop_sequences
 from backend.completions.fim import MAX_CHECKED_CHARS, MiddleStream, fit_python
 from backend.completions.schemas import CompletionRequest
 from backend.errors import BadRequestError, ContextLengthExceededError, UnprocessableError
@@ -129,7 +130,7 @@ class CompletionRun:
             top_p=req.top_p if req.top_p is not None else settings.top_p,
             top_k=settings.top_k,
             max_tokens=max_tokens,
-            stop=req.stop,
+            stop=stop_sequences(req.stop),
             seed=req.seed,
             presence_penalty=req.presence_penalty,
             frequency_penalty=req.frequency_penalty,
@@ -196,7 +197,7 @@ class CompletionRun:
     async def _streamed(self, prompt: str, choice: ChoiceResult) -> AsyncIterator[TextDelta]:
         choice.attempts = 1
         middle = MiddleStream(self.req.suffix) if self.req.suffix is not None else None
-        agen = self._provider().stream_text(prompt, self.params, suffix=self.req.suffix).__aiter__()
+        agen = self._provider().stream_text(prompt, self.params, suffix=self.req.suffix)
         try:
             async for ev in agen:
                 if ev.content:
@@ -222,7 +223,7 @@ class CompletionRun:
         middle = MiddleStream(self.req.suffix) if self.req.suffix is not None else None
         parts: list[str] = []
         finish, usage = "stop", Usage()
-        agen = self._provider().stream_text(prompt, params, suffix=self.req.suffix).__aiter__()
+        agen = self._provider().stream_text(prompt, params, suffix=self.req.suffix)
         try:
             async for ev in agen:
                 if ev.content:

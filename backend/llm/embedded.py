@@ -27,10 +27,10 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from backend.errors import (
     BadRequestError,
@@ -55,6 +55,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("backend.llm.embedded")
 
 _PREFILL_CHUNK = 256  # prompt tokens evaluated between two cancellation checks
+
+
+class _StopWhenCancelled:
+    """A llama.cpp stopping criterion: counts sampled tokens, stops once ``cancel`` is set."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.sampled = 0
+
+    def __call__(self, _ids: Any, _logits: Any) -> bool:
+        self.sampled += 1
+        return self.cancel.is_set()
 
 
 class _Cancelled(Exception):
@@ -236,9 +248,9 @@ def _grammar_text(schema_json: str | None) -> str:
     from llama_cpp import llama_grammar
 
     if schema_json is None:
-        return llama_grammar.JSON_GBNF
+        return str(llama_grammar.JSON_GBNF)
     try:
-        return llama_grammar.json_schema_to_gbnf(schema_json)
+        return str(llama_grammar.json_schema_to_gbnf(schema_json))
     except Exception as exc:
         raise BadRequestError(
             f"This JSON schema cannot be enforced by the embedded model: {exc}",
@@ -454,7 +466,8 @@ class EmbeddedProvider(LLMProvider):
         constraint: JsonConstraint | None,
         cancel: threading.Event,
     ) -> Iterator[StreamEvent]:
-        from llama_cpp import LlamaGrammar, StoppingCriteriaList
+        from llama_cpp import StoppingCriteriaList
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         llama = self._llama
         if llama is None:
@@ -473,13 +486,7 @@ class EmbeddedProvider(LLMProvider):
         if constraint is not None:
             schema = json.dumps(constraint.schema, sort_keys=True) if constraint.schema is not None else None
             grammar = LlamaGrammar.from_string(_grammar_text(schema), verbose=False)
-        sampled = 0
-
-        def should_stop(_ids: Any, _logits: Any) -> bool:
-            nonlocal sampled
-            sampled += 1
-            return cancel.is_set()
-
+        stopper = _StopWhenCancelled(cancel)
         self._prefill(tokens, cancel, self.stable_prefix_len(messages, params.tools, tokens))
         s = self.settings
         chunks = llama.create_completion(
@@ -494,12 +501,18 @@ class EmbeddedProvider(LLMProvider):
             frequency_penalty=params.frequency_penalty or 0.0,
             stream=True,
             grammar=grammar,
-            stopping_criteria=StoppingCriteriaList([should_stop]),
+            stopping_criteria=StoppingCriteriaList([stopper]),
         )
+        yield from self._completion_events(cast(Iterator[dict[str, Any]], chunks), stopper, len(tokens), max_tokens)
+
+    def _completion_events(
+        self, chunks: Iterator[dict[str, Any]], stopper: _StopWhenCancelled, prompt_tokens: int, max_tokens: int
+    ) -> Iterator[StreamEvent]:
+        """llama.cpp's streamed completion chunks → text events, then the finish with usage."""
         parts: list[str] = []
         finish = "stop"
         for chunk in chunks:
-            if cancel.is_set():
+            if stopper.cancel.is_set():
                 raise _Cancelled
             choice = chunk["choices"][0]
             text = choice.get("text") or ""
@@ -507,13 +520,13 @@ class EmbeddedProvider(LLMProvider):
                 parts.append(text)
                 yield StreamEvent(content=text)
             if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-        if cancel.is_set():
+                finish = str(choice["finish_reason"])
+        if stopper.cancel.is_set():
             raise _Cancelled
         # at the limit every sampled token counts; otherwise the text (without the EOS/stop) is re-tokenized
         text_tokens = self.count_tokens("".join(parts)) if parts else 0
-        completion = min(sampled, max_tokens) if finish == "length" else text_tokens
-        yield StreamEvent(finish_reason=finish, usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion))
+        completion = min(stopper.sampled, max_tokens) if finish == "length" else text_tokens
+        yield StreamEvent(finish_reason=finish, usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion))
 
     async def _stream_raw(
         self,
@@ -522,48 +535,8 @@ class EmbeddedProvider(LLMProvider):
         constraint: JsonConstraint | None,
     ) -> AsyncIterator[StreamEvent]:
         await self.start()
-        executor = self._executor
-        if executor is None:
-            raise ServiceUnavailableError("The embedded model is shutting down.", retry_after=10)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def put(item: Any) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def work() -> None:
-            try:
-                with self._gen_lock:
-                    if cancel.is_set():
-                        return
-                    for ev in self._generate(messages, params, constraint, cancel):
-                        put(ev)
-            except _Cancelled:
-                log.debug("generation cancelled")
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                put(exc)
-            finally:
-                put(_DONE)
-
-        future = executor.submit(work)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    if isinstance(item, (BadRequestError, ServiceUnavailableError, UpstreamError)):
-                        raise item
-                    if isinstance(item, ValueError) and "context" in str(item).lower():
-                        raise ContextLengthExceededError(str(item), param="messages") from item
-                    raise UpstreamError(f"The embedded model failed: {item}") from item
-                yield item
-        finally:
-            cancel.set()
-            if not future.done():
-                log.debug("consumer left; stopping generation")
+        async for ev in self._on_model_thread(lambda cancel: self._generate(messages, params, constraint, cancel)):
+            yield ev
 
     # ------------------------------------------------------------ raw text completion (/v1/completions)
     supports_text_completion = True
@@ -596,7 +569,9 @@ class EmbeddedProvider(LLMProvider):
             )
         pre, suf, mid = fim
         bos = llama.tokenize(b"", add_bos=True, special=False)
-        body = lambda text: llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)  # noqa: E731
+        def body(text: str) -> list[int]:
+            return llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
         return [*bos, pre, *body(prompt), suf, *body(suffix), mid]
 
     def _generate_text(
@@ -617,15 +592,10 @@ class EmbeddedProvider(LLMProvider):
             )
         max_tokens = max(1, min(params.max_tokens or self.settings.default_max_tokens, n_ctx - len(tokens)))
         fim = self.fim_tokens() if suffix is not None else None
-        sampled = 0
-
-        def should_stop(_ids: Any, _logits: Any) -> bool:
-            nonlocal sampled
-            sampled += 1
-            return cancel.is_set()
+        stopper = _StopWhenCancelled(cancel)
 
         def no_fim_markers(_ids: Any, logits: Any) -> Any:  # a middle never contains the FIM markers
-            logits[list(fim)] = -np.inf
+            logits[list(fim or ())] = -np.inf
             return logits
 
         s = self.settings
@@ -640,26 +610,10 @@ class EmbeddedProvider(LLMProvider):
             presence_penalty=params.presence_penalty or 0.0,
             frequency_penalty=params.frequency_penalty or 0.0,
             stream=True,
-            stopping_criteria=StoppingCriteriaList([should_stop]),
+            stopping_criteria=StoppingCriteriaList([stopper]),
             logits_processor=LogitsProcessorList([no_fim_markers]) if fim else None,
         )
-        parts: list[str] = []
-        finish = "stop"
-        for chunk in chunks:
-            if cancel.is_set():
-                raise _Cancelled
-            choice = chunk["choices"][0]
-            text = choice.get("text") or ""
-            if text:
-                parts.append(text)
-                yield StreamEvent(content=text)
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-        if cancel.is_set():
-            raise _Cancelled
-        text_tokens = self.count_tokens("".join(parts)) if parts else 0
-        completion = min(sampled, max_tokens) if finish == "length" else text_tokens
-        yield StreamEvent(finish_reason=finish, usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion))
+        yield from self._completion_events(cast(Iterator[dict[str, Any]], chunks), stopper, len(tokens), max_tokens)
 
     async def _stream_text_raw(
         self, prompt: str, params: GenerationParams, suffix: str | None
@@ -668,17 +622,20 @@ class EmbeddedProvider(LLMProvider):
         async for ev in self._on_model_thread(lambda cancel: self._generate_text(prompt, params, suffix, cancel)):
             yield ev
 
-    async def _on_model_thread(self, produce: Any) -> AsyncIterator[StreamEvent]:
+    async def _on_model_thread(
+        self, produce: Callable[[threading.Event], Iterator[StreamEvent]]
+    ) -> AsyncIterator[StreamEvent]:
         """Run ``produce(cancel)`` (an event iterator) on the model's thread under the generation
-        lock; events arrive through a queue, and leaving the loop stops the work at the next token."""
+        lock; events arrive through a queue, and leaving the loop stops the work at the next token.
+        The one worker loop of chat and text generation."""
         executor = self._executor
         if executor is None:
             raise ServiceUnavailableError("The embedded model is shutting down.", retry_after=10)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        queue: asyncio.Queue[StreamEvent | BaseException | object] = asyncio.Queue()
         cancel = threading.Event()
 
-        def put(item: Any) -> None:
+        def put(item: StreamEvent | BaseException | object) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
@@ -690,19 +647,24 @@ class EmbeddedProvider(LLMProvider):
                     for ev in produce(cancel):
                         put(ev)
             except _Cancelled:
-                log.debug("text completion cancelled")
+                log.debug("generation cancelled")
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
                 put(exc)
             finally:
                 put(_DONE)
 
-        executor.submit(work)
+        future = executor.submit(work)
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, (BadRequestError, ServiceUnavailableError, UpstreamError)):
                     raise item
+                if isinstance(item, ValueError) and "context" in str(item).lower():
+                    raise ContextLengthExceededError(str(item), param="messages") from item
                 if isinstance(item, BaseException):
                     raise UpstreamError(f"The embedded model failed: {item}") from item
-                yield item
+                if isinstance(item, StreamEvent):
+                    yield item
         finally:
             cancel.set()
+            if not future.done():
+                log.debug("consumer left; stopping generation")

@@ -285,7 +285,8 @@ class OllamaProvider(LLMProvider):
         done = False
         stream: Any = None
         try:
-            stream = await self.client().generate(
+            # the overloads type suffix as str; the implementation takes None (= no suffix)
+            stream = await self.client().generate(  # type: ignore[call-overload]
                 model=self.model_id,
                 prompt=prompt,
                 suffix=suffix,

@@ -146,7 +146,7 @@ class ScheduledProvider(LLMProvider):
             scheduler.release(ticket)
             metrics.queue_active.set(scheduler.active)
 
-    async def _timed(self, agen: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    async def _timed(self, agen: AsyncIterator[StreamEvent]) -> AsyncGenerator[StreamEvent, None]:
         async with self._slot() as start:
             first = True
             try:
@@ -159,12 +159,12 @@ class ScheduledProvider(LLMProvider):
                 if isinstance(agen, AsyncGenerator):  # stops the generation now, not at garbage collection
                     await agen.aclose()
 
-    def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
+    def stream(self, messages: list[Message], params: GenerationParams) -> AsyncGenerator[StreamEvent, None]:
         return self._timed(self._inner.stream(messages, params).__aiter__())
 
     def stream_text(
         self, prompt: str, params: GenerationParams, *, suffix: str | None = None
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """A raw completion (``/v1/completions``) through the same fair slot and timeouts as chat."""
         return self._timed(self._inner.stream_text(prompt, params, suffix=suffix).__aiter__())
 

@@ -74,25 +74,34 @@ class StreamEvent:
     usage: Usage | None = None
 
 
-def message_text(content: Any, where: str = "messages") -> str:
-    """A message's content as text: a string, or a list of text parts (anything else is a 400)."""
+def message_text(content: Any, where: str = "messages", *, strict: bool = True) -> str:
+    """A message's ``content`` as text: a string, or a list of text (and refusal) parts.
+
+    The one "content → text" helper. Other parts (images, audio, files) are a 400 naming the part
+    (``strict``), or skipped (the agents reading a history that was already checked).
+    """
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        texts: list[str] = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif isinstance(part, str):
-                texts.append(part)
-            else:
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise BadRequestError(
-                    f"Content part of type '{kind}' is not supported by this model (text only).",
-                    param=where,
-                    code="invalid_value",
-                )
-        return "\n".join(texts)
-    raise BadRequestError("Message content must be a string or a list of text parts.", param=where)
+    if not isinstance(content, list):
+        if strict:
+            raise BadRequestError("Message content must be a string or a list of text parts.", param=where)
+        return str(content)
+    texts: list[str] = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if isinstance(part, str):
+            texts.append(part)
+        elif kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "refusal":
+            texts.append(str(part.get("refusal") or ""))
+        elif strict:
+            raise BadRequestError(
+                f"Content parts of type '{kind or type(part).__name__}' are not supported by this server's "
+                "models; send text.",
+                param=f"{where}[{j}]",
+                code="unsupported_content",
+            )
+    return "\n".join(texts)

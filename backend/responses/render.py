@@ -152,7 +152,7 @@ class ResponseBuilder:
 
     def _reasoning(self, text: str) -> list[dict[str, Any]]:
         index = len(self.output)
-        item = {"id": new_item_id("rs"), "type": "reasoning", "summary": [], "status": "in_progress"}
+        item: dict[str, Any] = {"id": new_item_id("rs"), "type": "reasoning", "summary": [], "status": "in_progress"}
         self.output.append(item)
         part = {"type": "summary_text", "text": text}
         events = [
@@ -172,10 +172,10 @@ class ResponseBuilder:
         return events
 
     def _text(self, delta: str) -> list[dict[str, Any]]:
-        events = []
+        events: list[dict[str, Any]] = []
         if self._message is None:
             index = len(self.output)
-            item = {"id": new_item_id("msg"), "type": "message", "role": "assistant", "status": "in_progress",
+            item: dict[str, Any] = {"id": new_item_id("msg"), "type": "message", "role": "assistant", "status": "in_progress",
                     "content": []}
             self.output.append(item)
             self._message = index
@@ -184,7 +184,7 @@ class ResponseBuilder:
             item["content"].append(part)
             events.append(self._event("response.content_part.added", item_id=item["id"], output_index=index,
                                       content_index=0, part=dict(part, annotations=[], logprobs=[])))
-        item = self.output[self._message]
+        item = self.output[self._message]  # the open message (set above)
         item["content"][0]["text"] += delta
         events.append(self._event("response.output_text.delta", item_id=item["id"], output_index=self._message,
                                   content_index=0, delta=delta, logprobs=[]))

@@ -285,7 +285,7 @@ def response_format(text: Any) -> dict[str, Any] | None:
         schema = fmt.get("schema")
         if not isinstance(schema, dict):
             raise _bad("'text.format.schema' must be a JSON schema object.", "text.format.schema")
-        spec = {"name": name, "schema": schema}
+        spec: dict[str, Any] = {"name": name, "schema": schema}
         if fmt.get("strict") is not None:
             spec["strict"] = bool(fmt["strict"])
         if isinstance(fmt.get("description"), str):

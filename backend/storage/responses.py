@@ -60,7 +60,7 @@ class ResponseStore:
         except NotFoundError:
             raise NotFoundError(f"Response with id '{str(resp_id)[:64]}' not found.", param=param) from None
         record = read_json(path)
-        if not record or record.get("user_id") != user_id:
+        if not isinstance(record, dict) or record.get("user_id") != user_id:
             raise NotFoundError(f"Response with id '{resp_id}' not found.", param=param)
         return record
 
