@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
@@ -30,7 +32,7 @@ async def export_me(principal: Principal = Depends(current_user), services: Serv
 
 
 @router.delete("", status_code=200)
-async def delete_me(principal: Principal = Depends(current_user), services: Services = Depends(get_services)) -> dict:
+async def delete_me(principal: Principal = Depends(current_user), services: Services = Depends(get_services)) -> dict[str, Any]:
     if principal.via == "anonymous":
         raise PermissionDeniedError("Log in to delete your account.")
     counts = await delete_user(services, principal.user_id)

@@ -78,7 +78,8 @@ def embedding_model_id(services: Services) -> str:
 def _encode(vector: np.ndarray, fmt: str) -> list[float] | str:
     if fmt == "base64":
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-    return vector.astype(np.float32).tolist()
+    values: list[float] = vector.astype(np.float32).tolist()
+    return values
 
 
 def _token_counts(embedder: Any, texts: list[str]) -> list[int]:

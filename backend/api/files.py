@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -84,7 +85,7 @@ async def _read_limited_form(request: Request, limit: int, max_files: int) -> An
     received = 0
     upstream = request.receive
 
-    async def limited_receive() -> dict[str, Any]:
+    async def limited_receive() -> MutableMapping[str, Any]:
         nonlocal received
         message = await upstream()
         if message.get("type") == "http.request":
@@ -176,9 +177,10 @@ async def upload_files(
     rag = await _rag(services)
     rag.check_ingest_capacity()
     await asyncio.to_thread(rag.check_quota, user_id, 1, 0)  # refuse before reading the body
-    spool = await asyncio.to_thread(jobs.spool_dir, user_id)
+    spool_dir = await asyncio.to_thread(jobs.spool_dir, user_id)
+    spool: Path | None = spool_dir  # None once a job owns it
     try:
-        items = await _collect_items(request, settings, spool)
+        items = await _collect_items(request, settings, spool_dir)
         names = [i.filename for i in items]
 
         async def work(progress: Any) -> dict[str, Any]:

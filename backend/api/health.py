@@ -75,7 +75,7 @@ async def health_detailed(services: Services = Depends(get_services)) -> JSONRes
     ok = bool(model.get("ok")) and storage["ok"]
     from backend.tools.registry import available_tools, unavailable_tools
 
-    tools = {"available": list(available_tools(services.settings, services.mcp)),
+    tools: dict[str, Any] = {"available": list(available_tools(services.settings, services.mcp)),
              "unavailable": unavailable_tools(services.settings)}
     if services.mcp is not None:
         tools["mcp_servers"] = services.mcp.describe()
