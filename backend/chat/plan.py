@@ -137,7 +137,7 @@ def _open_conversation(
     fingerprint = "auto-" + hashlib.sha256(turn.encode()).hexdigest()[:32]
     dedupe_key = info.idempotency_key or (fingerprint if info.retry_count > 0 else None)
     conversation = Conversation(conv["id"], info.idempotency_key or fingerprint, dedupe_key is not None)
-    replayed = store.replay(user_id, conv["id"], dedupe_key)
+    replayed = store.replay(user_id, conv["id"], dedupe_key) or None  # {}: a stream's, nothing to answer with
     settings = conv.get("settings")
     return conversation, settings if isinstance(settings, dict) else {}, replayed
 
