@@ -20,16 +20,7 @@ from backend.storage.users import public_user
 
 async def export_user(services: Services, user_id: str) -> bytes:
     await asyncio.to_thread(services.users.require, user_id)
-    documents: list[dict[str, Any]] = []
-    rag = await services.rag()
-    if hasattr(rag, "export_user"):
-        documents = await rag.export_user(user_id)
-    elif hasattr(rag, "list_documents"):  # the documents' metadata, page by page
-        while True:
-            page = await rag.list_documents(user_id, 100, len(documents))
-            documents.extend(page.get("data", []))
-            if not page.get("has_more") or not page.get("data"):
-                break
+    documents = await (await services.rag()).export_user(user_id)
     return await asyncio.to_thread(_archive, services, user_id, documents)
 
 
@@ -52,11 +43,7 @@ def _archive(services: Services, user_id: str, documents: list[dict[str, Any]]) 
 
 async def delete_user(services: Services, user_id: str) -> dict[str, int]:
     await asyncio.to_thread(services.users.require, user_id)
-    rag = await services.rag()
-    documents = 0
-    if hasattr(rag, "delete_user"):
-        result = await rag.delete_user(user_id)
-        documents = result if isinstance(result, int) else 0
+    documents = await (await services.rag()).delete_user(user_id)
     return await asyncio.to_thread(_delete_records, services, user_id, documents)
 
 

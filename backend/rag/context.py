@@ -8,6 +8,7 @@ from typing import Any
 
 from backend.rag.types import Hit, Retriever
 
+#: how much of one retrieved passage a prompt shows (grounded chat and the rag_retrieval tool)
 MAX_PASSAGE_CHARS = 1500
 
 _INSTRUCTIONS = (
@@ -55,14 +56,18 @@ class RagContext:
         return out
 
 
+def clip_passage(text: str) -> str:
+    """A passage as a prompt shows it: whitespace collapsed, cut at ``MAX_PASSAGE_CHARS``."""
+    text = " ".join(str(text).split())
+    return text[:MAX_PASSAGE_CHARS] + " …" if len(text) > MAX_PASSAGE_CHARS else text
+
+
 def format_passages(sources: list[dict[str, Any]]) -> str:
+    """The numbered passages of a grounded prompt: ``[n] (file, page p)`` then the passage."""
     blocks = []
     for source in sources:
         where = source["filename"] + (f", page {source['page']}" if source.get("page") is not None else "")
-        text = source["text"]
-        if len(text) > MAX_PASSAGE_CHARS:
-            text = text[:MAX_PASSAGE_CHARS] + " ..."
-        blocks.append(f"[{source['index']}] ({where})\n{text}")
+        blocks.append(f"[{source['index']}] ({where})\n{clip_passage(source['text'])}")
     return "\n\n".join(blocks)
 
 

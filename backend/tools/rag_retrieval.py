@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from backend.rag.context import clip_passage
 from backend.tools.base import ToolContext, ToolError, ToolResult, tool
 
 if TYPE_CHECKING:
@@ -13,7 +14,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("backend.tools.rag_retrieval")
 
 NO_DOCUMENTS = "No documents are indexed for this user."
-MAX_PASSAGE_CHARS = 1200
 
 
 def _label(hit: Hit) -> str:
@@ -43,10 +43,5 @@ async def rag_retrieval(ctx: ToolContext, query: str, top_k: int = 5) -> ToolRes
     hits = await rag.search(ctx.user_id, query.strip(), top_k, ctx.file_ids)
     if not hits:
         return ToolResult(True, f"No passages in your documents match {query.strip()!r}.", data={"sources": []})
-    blocks = []
-    for i, hit in enumerate(hits, 1):
-        text = " ".join(str(hit.text).split())
-        if len(text) > MAX_PASSAGE_CHARS:
-            text = text[:MAX_PASSAGE_CHARS] + " …"
-        blocks.append(f"[{i}] {_label(hit)} {text}")
+    blocks = [f"[{i}] {_label(hit)} {clip_passage(hit.text)}" for i, hit in enumerate(hits, 1)]
     return ToolResult(True, "\n\n".join(blocks), data={"sources": [hit.to_dict() for hit in hits]})

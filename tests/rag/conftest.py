@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from backend.api import files as files_api
 from backend.api.deps import current_user, get_services
 from backend.errors import AuthenticationError, install_handlers
+from backend.rag.jobs import IngestJobs
 from backend.rag.service import RagService
+from backend.ratelimit import RateLimiter
 from backend.services import Principal
 from backend.settings import Settings
 
@@ -49,7 +51,15 @@ class MiniServices:
 
     settings: Settings
     service: RagService
-    extras: dict[str, Any] = field(default_factory=dict)
+    rag_jobs: IngestJobs = field(init=False)
+    upload_limiter: RateLimiter = field(init=False)
+    search_limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.rag_jobs = IngestJobs(s.jobs_path, s.rag_max_jobs_per_user, s.rag_finished_jobs_kept)
+        self.upload_limiter = RateLimiter(s.rag_upload_rpm, 0)
+        self.search_limiter = RateLimiter(s.rag_search_rpm, 0)
 
     async def rag(self) -> RagService:
         return self.service

@@ -31,7 +31,7 @@ def run_tool():
     """Run a Tool the way agents do (``Tool.run``: validation + errors as observations)."""
 
     def runner(tool: Tool, settings: Settings, services: Any = None, **arguments: Any) -> ToolResult:
-        ctx = ToolContext(user_id="user_test", settings=settings, services=services)
+        ctx = ToolContext(user_id="user_test", settings=settings, documents=services.rag if services is not None else None)
         return asyncio.run(tool.run(ctx, arguments))
 
     return runner
