@@ -289,9 +289,8 @@ class OpenAIProvider(LLMProvider):
             "max_tokens": params.max_tokens or self.settings.default_max_tokens,
             **penalty_fields(params),
         }
-        for key in ("temperature", "top_p", "seed"):
-            if getattr(params, key) is not None:
-                req[key] = getattr(params, key)
+        sampling = {"temperature": params.temperature, "top_p": params.top_p, "seed": params.seed}
+        req.update({key: value for key, value in sampling.items() if value is not None})
         if params.stop:
             req["stop"] = list(params.stop)
         if suffix is not None:

@@ -25,6 +25,7 @@ class Ticket:
     future: asyncio.Future[None]
     enqueued_at: float = field(default_factory=time.monotonic)
     granted_at: float | None = None
+    released: bool = False
 
     @property
     def waited_s(self) -> float:
@@ -110,9 +111,9 @@ class FairScheduler:
         ticket.future.cancel()
 
     def release(self, ticket: Ticket) -> None:
-        if getattr(ticket, "_released", False):
+        if ticket.released:
             return
-        ticket._released = True  # type: ignore[attr-defined]
+        ticket.released = True
         self._active -= 1
         self._grant_next()
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from backend.chat.schemas import ChatCompletionRequest
 from backend.errors import BadRequestError, validation_error
 from backend.modes import Mode, parse_model_id
-from backend.responses.schemas import ResponsesRequest
+from backend.responses.schemas import ResponsesRequest, TextParam
 
 _ITEM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -268,9 +268,9 @@ def chat_tool_choice(choice: Any, tools: list[dict[str, Any]] | None) -> tuple[A
     raise _bad(f"tool_choice of type {kind!r} is not supported by this server.", "tool_choice.type", "unsupported_value")
 
 
-def response_format(text: Any) -> dict[str, Any] | None:
+def response_format(text: TextParam | None) -> dict[str, Any] | None:
     """``text.format`` → the pipeline's ``response_format``."""
-    fmt = getattr(text, "format", None) if text is not None else None
+    fmt = text.format if text is not None else None
     if fmt is None:
         return None
     kind = fmt.get("type")
@@ -295,8 +295,8 @@ def response_format(text: Any) -> dict[str, Any] | None:
                "text.format.type")
 
 
-def echo_text(text: Any) -> dict[str, Any]:
-    fmt = getattr(text, "format", None) if text is not None else None
+def echo_text(text: TextParam | None) -> dict[str, Any]:
+    fmt = text.format if text is not None else None
     return {"format": fmt or {"type": "text"}, "verbosity": "medium"}
 
 
