@@ -18,7 +18,11 @@ def _label(hit: object) -> str:
     return f"[{filename} p.{page}]" if page else f"[{filename}]"
 
 
-@tool(timeout_s=60)
+@tool(
+    timeout_s=60,
+    categories=("documents",),
+    hint="rag_retrieval searches the user's uploaded documents.",
+)
 async def rag_retrieval(ctx: ToolContext, query: str, top_k: int = 5) -> ToolResult:
     """Search the user's uploaded documents and return the most relevant passages with [file p.N] labels.
 

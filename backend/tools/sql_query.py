@@ -162,7 +162,14 @@ def _describe(settings: Settings) -> str | None:
 _MISSING_NAME = re.compile(r"no such (?:column|table|function)", re.IGNORECASE)
 
 
-@tool(timeout_s=30, requires=_needs_database, describe=_describe)
+@tool(
+    timeout_s=30,
+    requires=_needs_database,
+    describe=_describe,
+    categories=("sql",),
+    hint="sql_query takes one SQLite SELECT statement.",
+    deterministic=True,
+)
 async def sql_query(ctx: ToolContext, query: str) -> ToolResult:
     """Run one read-only SQL SELECT on the configured SQLite database and return the rows as a table.
 

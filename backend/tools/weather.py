@@ -95,7 +95,7 @@ async def geocode(settings: Any, name: str) -> dict[str, Any] | None:
     return results[0] if results else None
 
 
-@tool(timeout_s=60)
+@tool(timeout_s=60, categories=("weather",))
 async def weather(ctx: ToolContext, location: str) -> ToolResult:
     """Current weather and a 3-day forecast for a place (city name, or "latitude,longitude").
 

@@ -23,7 +23,7 @@ def _needs_key(settings: Settings) -> str | None:
     return None if settings.tavily_api_key else "web search is not configured (set TAVILY_API_KEY)"
 
 
-@tool(timeout_s=60, requires=_needs_key)
+@tool(timeout_s=60, requires=_needs_key, categories=("search",))
 async def web_search(ctx: ToolContext, query: str, max_results: int = 5) -> ToolResult:
     """Search the web (Tavily) for current information; returns titles, URLs and snippets to cite.
 

@@ -18,8 +18,7 @@ from backend.agents.grounding import Observed, ground_answer
 from backend.agents.messages import text_of
 from backend.agents.plan_execute import prompts
 from backend.agents.plan_execute.state import PlanExecuteState, PlanStep, RunContext, ToolOutcome, ToolTask
-from backend.agents.prompts import tool_hints
-from backend.agents.tools import normalize_args, prompt_observation, run_tool, signature, trace_observation
+from backend.agents.tools import hints, normalize_args, prompt_observation, run_tool, signature, trace_observation
 from backend.errors import APIError
 from backend.tools.base import Tool, ToolError
 
@@ -97,7 +96,7 @@ async def plan(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[st
     iteration = state.get("iteration", 0) + 1
     system = prompts.PLAN_SYSTEM.format(
         max_steps=rc.max_parallel_tools, tool_lines="\n".join(signature(t) for t in rc.tools.values())
-    ) + tool_hints(list(rc.tools))
+    ) + hints(rc.tools)
     if state.get("feedback"):
         system += "\n\n" + prompts.REPLAN_NOTE.format(
             feedback=state["feedback"], results=_results_text(state.get("tool_results", {}), 1500)
@@ -245,12 +244,17 @@ async def execute_tool(task: ToolTask, runtime: Runtime[RunContext]) -> dict[str
 
 
 # ------------------------------------------------------------------------------- reasoning
-def _observed(results: dict[str, ToolOutcome]) -> list[Observed]:
-    return [Observed(r["tool"], r["output"], r["arguments"]) for r in results.values() if r["ok"]]
+def _exact(rc: RunContext, name: str) -> bool | None:
+    t = rc.tools.get(name)
+    return t.deterministic if t is not None else None
 
 
-def _all_deterministic(results: list[ToolOutcome]) -> bool:
-    return bool(results) and all(r["ok"] and Observed(r["tool"], r["output"]).deterministic for r in results)
+def _observed(rc: RunContext, results: dict[str, ToolOutcome]) -> list[Observed]:
+    return [Observed(r["tool"], r["output"], r["arguments"], _exact(rc, r["tool"])) for r in results.values() if r["ok"]]
+
+
+def _all_deterministic(rc: RunContext, results: list[ToolOutcome]) -> bool:
+    return bool(results) and all(r["ok"] and bool(_exact(rc, r["tool"])) for r in results)
 
 
 async def reasoning(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -262,7 +266,7 @@ async def reasoning(state: PlanExecuteState, runtime: Runtime[RunContext]) -> di
     out = await rc.llm.complete([{"role": "system", "content": system}, *history], rc.llm.params(final=True))
     draft = (out.content or "").strip()
     user_texts = [m["content"] for m in history if m["role"] == "user"] + [state.get("question", "")]
-    g = ground_answer(draft, user_texts, _observed(results))
+    g = ground_answer(draft, user_texts, _observed(rc, results))
     if g.changed:
         log.info("answer composed around the tool results: %s", "; ".join(g.problems))
     return {"draft": g.answer}
@@ -280,7 +284,7 @@ async def verify(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[
         ok, problem = False, "the answer was empty"
     elif this_round and not any(r["ok"] for r in this_round):
         ok, problem = False, "every tool call failed: " + "; ".join(r["output"][:150] for r in this_round)
-    elif _all_deterministic(this_round):
+    elif _all_deterministic(rc, this_round):
         # computed results, and the answer states them exactly by construction: nothing for a checker to add
         _emit(
             rc.new_step(
