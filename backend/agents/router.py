@@ -446,6 +446,97 @@ def heuristic_route(query: str) -> tuple[RouteDecision, bool]:
     return _decide(_signals(query))
 
 
+# ----------------------------------------------------------------------------- independent parts
+#: a question or instruction word that starts a part of its own
+_QWORD = r"(?:what|what's|whats|how|which|who|when|where|is|are|does|do|did|can|calculate|compute|find|give|tell|list|name|look)\b"
+#: where a multi-part request is cut: sentence ends, "; ", ", and also what", ", how many", ": what", "also,"
+_PART_CUT = re.compile(
+    r"[?!;\n]+|\.(?:\s+|$)"
+    rf"|,\s*+(?:and\s+)?(?:also\s*+,?\s*+)?(?={_QWORD})"
+    rf"|:\s*+(?={_QWORD})"
+    rf"|\s+and\s+(?:also\s+)?(?=(?:what|what's|how|which|who|when|where)\b)"
+    r"|\b(?:and also|as well as)\b|^\s*+also\b,?",
+    re.IGNORECASE,
+)
+_LEADS_WITH_QWORD = re.compile(rf"^\W*+(?:also\W+|and\W+)?{_QWORD}", re.IGNORECASE)
+_FILLER = re.compile(r"\W*+(?:also|and|and also|so|please|thanks)?\W*+", re.IGNORECASE)
+#: the most parts a request is split into
+MAX_PARTS = 4
+
+
+@dataclass(frozen=True)
+class Part:
+    """One independent part of a request and what answers it."""
+
+    text: str
+    need: str  # "compute" (a program or the math tool computes it) or a lookup category (weather, sql, ...)
+    cue: str  # the phrase that decided ``need``
+    compute_kind: str = ""  # for "compute": arithmetic, percentage, dates, strings, ... ("" when only weak signals)
+
+    @property
+    def arithmetic(self) -> bool:
+        """A one-expression computation (the math tool writes it in one call; no program needed)."""
+        return self.compute_kind in ARITHMETIC_KINDS
+
+
+#: compute kinds one math expression answers ("17% of 2340", "12 factorial", "2 to the power of 20")
+ARITHMETIC_KINDS = frozenset({"arithmetic", "percentage", "calculation"})
+
+
+def _part_need(text: str) -> tuple[str, str, str] | None:
+    """(need, cue, compute kind) of one part, or None when nothing in it asks for a tool."""
+    s = _signals(text)
+    if s.lookups:
+        cat, hit = next(iter(s.lookups.items()))
+        return cat, hit, ""
+    if s.compute:
+        kinds = list(s.compute)
+        # the most specific kind decides: "what is the gcd of 84 and 126" is number theory, not a calculation
+        kind = next((k for k in kinds if k not in ARITHMETIC_KINDS), kinds[0])
+        return "compute", f"{kind}: {s.compute[kind]}", kind
+    if s.symbolic or s.weak_compute:
+        return "compute", s.symbolic or s.weak_compute, ""
+    return None
+
+
+def split_parts(query: str) -> list[Part]:
+    """The independent parts of a multi-part request, each with what answers it; [] if it is not one.
+
+    "What is the weather in Paris, and what is 17% of 2340?" -> [weather part, compute part].
+    A lead-in without a question of its own ("According to my documents, how many ...",
+    "Three questions: ...") joins the part after it; a part without any tool or computation signal
+    joins the one before it. Parts that depend on each other ("then", "of it") are not split.
+    """
+    text = scan_text(query)
+    if _first(_SEQUENTIAL, text.lower()):
+        return []
+    pieces = [p.strip(" ,:") for p in _PART_CUT.split(text)]
+    pieces = [p for p in pieces if re.search(r"\w", p) and not _FILLER.fullmatch(p)]
+    merged: list[str] = []
+    carry = ""
+    for i, piece in enumerate(pieces):
+        piece = f"{carry} {piece}".strip() if carry else piece
+        carry = ""
+        if not _LEADS_WITH_QWORD.search(piece) and i + 1 < len(pieces) and _part_need(piece) is not None and len(piece) < 60:
+            carry = piece  # a lead-in: "According to my documents", "In the database"
+            continue
+        merged.append(piece)
+    if carry:
+        merged.append(carry)
+    parts: list[Part] = []
+    for piece in merged:
+        need = _part_need(piece)
+        if need is None:
+            if parts:  # no signal of its own: it belongs to the part before
+                prev = parts[-1]
+                parts[-1] = Part(f"{prev.text}, {piece}", prev.need, prev.cue, prev.compute_kind)
+            continue
+        parts.append(Part(piece, need[0], need[1], need[2]))
+    if len(parts) < 2 or len(parts) > MAX_PARTS:
+        return []
+    return parts
+
+
 #: compute kinds -> the tool categories the agents' tool narrowing knows
 _COMPUTE_CATEGORY = {
     "arithmetic": "math", "percentage": "math", "number theory": "math", "calculation": "math",
