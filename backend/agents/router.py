@@ -230,7 +230,10 @@ _TEMPORAL_ONLY = _LOOKUP["search"][-1]
 #: where one part of a request ends and the next begins
 _PARTS = re.compile(r"[?!;\n]|\.(?:\s|$)|, and\b|\b(?:and also|also|as well as)\b")
 #: quoted text is data ("how many vowels in 'encyclopedia'"), not a request for a tool
-_QUOTED = re.compile(r"\"[^\"\n]{1,80}\"|“[^”\n]{1,80}”|(?<!\w)'[^'\n]{1,60}'(?!\w)")
+_QUOTED = re.compile(
+    r"\"[^\"\n]{1,80}\"|“[^”\n]{1,80}”|(?<!\w)'[^'\n]{1,60}'(?!\w)"
+    r"|\b(?:the )?(?:word|string|name|phrase|letters of) [A-Za-z]++\b"  # "the word encyclopedia" is data too
+)
 #: a fact, then a computation on it ("find the population of Canada, then divide it by ...")
 _COMPUTE_VERB = _rx(r"\b(?:calculate|compute|divide|multiply|convert|subtract|add|double|halve|square|percent|percentage|round)\b")
 

@@ -58,6 +58,7 @@ class ReActAgent:
         max_iterations: int = 5,
         style: Style = "native",
         require_first_call: bool = False,
+        answer_from_result: bool = False,
     ) -> None:
         self.llm = llm
         self.ctx = ctx
@@ -77,6 +78,9 @@ class ReActAgent:
         # the router saw a clear tool need: the first turn must call a tool (grammar-enforced
         # for text-only models, so a small model cannot invent a tool name or skip the tool)
         self.require_first_call = require_first_call and self.style == "native" and bool(tools)
+        #: a one-step computation: the first exact (deterministic) result is the answer, stated by
+        #: the server around the observed value, without another model call
+        self.answer_from_result = answer_from_result
 
     def get_trace(self) -> list[AgentStep]:
         return list(self.steps)
@@ -131,6 +135,9 @@ class ReActAgent:
             if calls:
                 async for step in self._act_native(convo, text, calls):
                     yield step
+                if self._answer_in_hand():
+                    yield AnswerDelta(self.final)
+                    return
                 if self._repeated:
                     break
                 continue
@@ -154,6 +161,9 @@ class ReActAgent:
             if isinstance(parsed, ParsedAction):
                 async for step in self._act_text(convo, text, parsed):
                     yield step
+                if self._answer_in_hand():
+                    yield AnswerDelta(self.final)
+                    return
                 if self._repeated:
                     break
                 continue
@@ -179,6 +189,18 @@ class ReActAgent:
             for s in self.steps
             if s.tool and s.kind == "tool" and s.ok and not s.observation.startswith("You already called")
         ]
+
+    def _answer_in_hand(self) -> bool:
+        """Stop now, the answer composed around the exact results, without another model call, when
+
+        * a one-step computation (``answer_from_result``) got its exact result, or
+        * the model repeated a call while exact results are in hand (it has nothing to add).
+        """
+        if not self._has_exact_results() or not (self.answer_from_result or self._repeated):
+            return False
+        self.final = self._grounded("")
+        self.stop_reason = "repeated_call" if self._repeated else "answered"
+        return bool(self.final)
 
     def _exact(self, name: str) -> bool | None:
         t = self.tools.get(name)
