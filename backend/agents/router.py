@@ -30,6 +30,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from backend.errors import NotFoundError
@@ -182,51 +183,29 @@ _SYMBOLIC = [
     _rx(r"\b[xyz]\s*+(?:\*\*|\^)\s*+\d.{0,40}="),
 ]
 
-# lookups: one non-computation tool each
-_LOOKUP: dict[str, list[re.Pattern[str]]] = {
-    "weather": [
-        _rx(
-            r"\b(?:weather|forecast|humidity|wind speed|precipitation)\b.{0,25}\b(?:in|at|for|of|like|today|"
-            r"tomorrow|tonight|now|this week)\b"
-        ),
-        _rx(r"\b(?:temperature|raining|rain|snowing|snow|sunny|hot|cold) (?:is it )?(?:in|at|for)\b"),
-        _rx(r"\b(?:will it (?:rain|snow)|is it (?:raining|snowing|sunny)|weather forecast|current weather)\b"),
-    ],
-    "wikipedia": [_rx(r"\b(?:wikipedia|wiki article|wiki page|encyclop(?:a)?edia)\b")],
-    "search": [
-        _rx(
-            r"\b(?:search (?:the )?(?:web|internet|online)|web search|search for|search online|google|"
-            r"look(?:ing)? up|lookup|find online|on the web|on the internet)\b"
-        ),
-        _rx(r"\b(?:latest|breaking|news|headlines)\b"),
-        _rx(
-            r"\b(?:stock price|share price|exchange rate|price of (?:a |an |the )?(?:bitcoin|gold|oil|share|"
-            r"stock)|release date of|market cap)\b"
-        ),
-        _rx(r"\bcurrent\b.{0,25}\b(?:rate|price|president|prime minister|ceo|leader|champion|population|record holder)\b"),
-        _rx(r"\b(?:right now|currently|as of today|today's|this year's|this week)\b"),  # temporal only: see _TEMPORAL_ONLY
-    ],
-    "documents": [
-        _rx(
-            r"\b(?:my|our|these|those|uploaded|attached|the uploaded|the attached) (?:documents?|docs?|files?|"
-            r"pdfs?|notes|reports?|papers?|contracts?|handbook|manuals?|policy|policies|slides|memo|minutes|"
-            r"invoices?|cv|resume|spreadsheets?)\b"
-        ),
-        _rx(r"\b(?:uploaded|attached)\b"),
-        _rx(r"\baccording to (?:the|my|our) (?:doc|file|pdf|report|notes|contract|handbook|manual|policy|memo|minutes)"),
-        _rx(r"\b(?:in|from) (?:my|our) (?:notes|files|documents|docs|knowledge base)\b"),
-    ],
-    "sql": [
-        _rx(r"\b(?:sql|sqlite|db table|database table)\b"),
-        _rx(r"\b(?:the|my|our|in|from|sample) (?:database|db)\b"),
-        _rx(r"\bquery (?:the|my|our) (?:database|db|tables?)\b"),
-        _rx(r"\bselect \w++(?:, ?\w++){0,10} from\b"),
-        _rx(r"\b(?:orders|customers|products|employees|tickets|sales) table\b"),
-    ],
-}
-_WEB = _rx(r"\b(?:web|internet|online|google|news)\b")
+# lookups: one non-computation tool each. The patterns live on the tools (``Tool.route_patterns``,
+# for the tool's first category); the router only orders the categories and adds the time words.
+#: when a request matches several lookups, the first category in this order names it
+LOOKUP_ORDER = ("weather", "wikipedia", "search", "documents", "sql")
 #: a search signal that is only a time word ("weather in Berlin right now") yields to the other lookups
-_TEMPORAL_ONLY = _LOOKUP["search"][-1]
+_TEMPORAL_ONLY = _rx(r"\b(?:right now|currently|as of today|today's|this year's|this week)\b")
+
+
+@lru_cache(maxsize=1)
+def lookup_patterns() -> dict[str, list[re.Pattern[str]]]:
+    """Lookup category -> the patterns of the registry tools that serve it (compiled once)."""
+    from backend.tools.registry import all_tools
+
+    found: dict[str, list[re.Pattern[str]]] = {}
+    for t in all_tools().values():
+        if t.route_patterns and t.categories:
+            found.setdefault(t.categories[0], []).extend(_rx(p) for p in t.route_patterns)
+    found.setdefault("search", []).append(_TEMPORAL_ONLY)
+    rank = {c: i for i, c in enumerate(LOOKUP_ORDER)}
+    return dict(sorted(found.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+
+
+_WEB = _rx(r"\b(?:web|internet|online|google|news)\b")
 #: where one part of a request ends and the next begins
 _PARTS = re.compile(r"[?!;\n]|\.(?:\s|$)|, and\b|\b(?:and also|also|as well as)\b")
 #: quoted text is data ("how many vowels in 'encyclopedia'"), not a request for a tool
@@ -358,7 +337,7 @@ def _signals(query: str) -> _Signals:
             s.weak_compute = m.group(0) if m else "a question with several numbers"
     s.symbolic = _first(_SYMBOLIC, text)
     unquoted = _QUOTED.sub(" ", text)
-    for cat, patterns in _LOOKUP.items():
+    for cat, patterns in lookup_patterns().items():
         hit = _first(patterns, unquoted)
         if hit:
             s.lookups[cat] = hit
@@ -379,7 +358,7 @@ def _signals(query: str) -> _Signals:
     s.facts = _first(_WEAK_FACTS, text)
     if s.lookups and s.compute:
         for part in _PARTS.split(text):
-            if part.strip() and not any(p.search(_QUOTED.sub(" ", part)) for ps in _LOOKUP.values() for p in ps):
+            if part.strip() and not any(p.search(_QUOTED.sub(" ", part)) for ps in lookup_patterns().values() for p in ps):
                 s.separate.update(k for k in s.compute if _first(_STRONG_COMPUTE[k], part))
     if s.facts and s.sequential and not (s.lookups or s.compute or s.weak_compute) and _COMPUTE_VERB.search(text):
         s.lookups["search"] = s.facts  # the fact comes from a lookup, the computation uses it

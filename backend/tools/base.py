@@ -74,6 +74,9 @@ class Tool:
     #: the kinds of request it serves (the router's categories: math, code, data, search, weather,
     #: wikipedia, documents, sql); the agents offer a tool when the request asks for one of them
     categories: tuple[str, ...] = ()
+    #: regexes over the lower-cased request that ask for this tool's first category (the router's
+    #: lookup signals; linear patterns only: bounded gaps, possessive runs)
+    route_patterns: tuple[str, ...] = ()
     #: a one-line usage tip added to agent prompts when the tool is offered (small models need them)
     hint: str | None = None
     #: the same input always gives the same output (a computed fact: math, code, SQL, statistics):
@@ -191,6 +194,7 @@ def tool(
     requires: Callable[[Settings], str | None] | None = None,
     describe: Callable[[Settings], str | None] | None = None,
     categories: tuple[str, ...] = (),
+    route_patterns: tuple[str, ...] = (),
     hint: str | None = None,
     deterministic: bool = False,
 ) -> Any:
@@ -226,6 +230,7 @@ def tool(
             requires=requires,
             describe=describe,
             categories=categories,
+            route_patterns=route_patterns,
             hint=hint,
             deterministic=deterministic,
         )

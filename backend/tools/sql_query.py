@@ -167,6 +167,13 @@ _MISSING_NAME = re.compile(r"no such (?:column|table|function)", re.IGNORECASE)
     requires=_needs_database,
     describe=_describe,
     categories=("sql",),
+    route_patterns=(
+        r"\b(?:sql|sqlite|db table|database table)\b",
+        r"\b(?:the|my|our|in|from|sample) (?:database|db)\b",
+        r"\bquery (?:the|my|our) (?:database|db|tables?)\b",
+        r"\bselect \w++(?:, ?\w++){0,10} from\b",
+        r"\b(?:orders|customers|products|employees|tickets|sales) table\b",
+    ),
     hint="sql_query takes one SQLite SELECT statement.",
     deterministic=True,
 )
