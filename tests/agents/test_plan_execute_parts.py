@@ -129,3 +129,20 @@ def test_a_non_arithmetic_computation_part_runs_a_program(tool_ctx, agent_settin
     parts = split_parts("What is the weather in Oslo, and what day of the week was 2000-01-01?")
     steps = plan_from_parts(parts, {"weather": weather, "python_code": python_code, "math_calc": math_calc})
     assert [(s["tool"], s.get("kind")) for s in steps] == [("weather", "call"), ("python_code", "program")]
+
+
+def test_a_rejected_lookup_draft_is_not_replanned_and_keeps_the_computed_part(tool_ctx, agent_settings):
+    tools = {"weather": weather, "math_calc": math_calc}
+    llm = ScriptedLLM(
+        [
+            forced("weather", location="Berlin"),
+            forced("math_calc", expression="1234*5678"),
+            "Berlin is warm.",
+            json.dumps({"correct": False, "problem": "the temperature is missing"}),
+        ]
+    )
+    steps, _, done, _ = run(llm, tools, tool_ctx, agent_settings, "What is the weather in Berlin, and what is 1234 * 5678?")
+    assert done.llm_calls == 4 and done.verified is False  # no replan: no fifth call
+    assert "7006652" in done.content
+    verify_prompt = json.dumps(llm.calls[3]["messages"])
+    assert "Berlin is warm." in verify_prompt and "7006652" not in verify_prompt  # only the lookup draft is checked

@@ -359,7 +359,8 @@ async def reasoning(state: PlanExecuteState, runtime: Runtime[RunContext]) -> di
     rc = runtime.context
     results = state.get("tool_results", {})
     if state.get("decomposed"):
-        return {"draft": await _compose_parts(state, rc)}
+        answer, lookup_draft = await _compose_parts(state, rc)
+        return {"draft": answer, "lookup_draft": lookup_draft}
     system = prompts.REASON_SYSTEM.format(results=_results_text(results))
     history = _history(state)
     out = await rc.llm.complete([{"role": "system", "content": system}, *history], rc.llm.params(final=True))
@@ -383,8 +384,10 @@ def _stated(outcome: ToolOutcome) -> str:
     return f"{task}: " + label(Observed(outcome["tool"], out, outcome["arguments"], True))
 
 
-async def _compose_parts(state: PlanExecuteState, rc: RunContext) -> str:
-    """The answer to a decomposed request, composed around the observed values.
+async def _compose_parts(state: PlanExecuteState, rc: RunContext) -> tuple[str, str]:
+    """(the answer, the model's draft of the looked-up parts) for a decomposed request.
+
+    The answer is composed around the observed values.
 
     Computed parts (math, programs, SQL) are stated by the server: the part, then its exact output
     (no model call restates them). Only the parts answered by a lookup (weather, Wikipedia,
@@ -411,7 +414,7 @@ async def _compose_parts(state: PlanExecuteState, rc: RunContext) -> str:
     g = ground_answer(answer, user_texts, _observed(rc, {r["step_id"]: r for r in results}))
     if g.changed:
         log.info("answer composed around the tool results: %s", "; ".join(g.problems))
-    return g.answer
+    return g.answer, draft
 
 
 # ------------------------------------------------------------------------------- verification
@@ -444,7 +447,13 @@ async def verify(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[
             response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": VERIFY_SCHEMA}},
             max_tokens=160,
         )
-        user = prompts.VERIFY_USER.format(question=state.get("question", ""), results=_results_text(results, 2500), answer=draft[:2000])
+        question, checked, answer = state.get("question", ""), results, draft
+        if state.get("decomposed"):
+            # the computed parts are stated by the server: only the looked-up parts' draft is checked
+            looked_up = {r["step_id"]: r for r in this_round if not _exact(rc, r["tool"])}
+            question = "\n".join(r["task"] for r in looked_up.values()) or question
+            checked, answer = looked_up or results, state.get("lookup_draft") or draft
+        user = prompts.VERIFY_USER.format(question=question, results=_results_text(checked, 2500), answer=answer[:2000])
         try:
             out = await rc.llm.complete([{"role": "system", "content": prompts.VERIFY_SYSTEM}, {"role": "user", "content": user}], params)
             verdict = json.loads(out.content or "{}")

@@ -48,6 +48,7 @@ class PlanExecuteState(TypedDict, total=False):
     tool_results: Annotated[dict[str, ToolOutcome], merge_results]  # step id -> outcome, all rounds
     draft: str
     decomposed: bool  # the plan is the request's independent parts, one step each (no planning call)
+    lookup_draft: str  # decomposed: the model's draft of the looked-up parts (what verification checks)
     final_output: str
     verified: bool
     feedback: str  # why the last verification failed
