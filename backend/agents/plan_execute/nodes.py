@@ -158,7 +158,7 @@ def _first_tool(
         if category in t.categories and (deterministic is None or t.deterministic == deterministic)
     ]
     others = [n for n in names if n != besides]
-    return (others or names or [None])[0]
+    return others[0] if others else (names[0] if names else None)
 
 
 def plan_from_parts(parts: list[Part], tools: dict[str, Tool], iteration: int = 1) -> list[PlanStep]:

@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
 from backend.agents.calls import call_key, failed_call_problem, recover_calls
@@ -104,7 +104,7 @@ class ReActAgent:
         return [{"role": "system", "content": system}, *turns]
 
     # ------------------------------------------------------------------ the loop
-    async def run(self, messages: list[Message]) -> AsyncIterator[AgentStep | AnswerDelta]:
+    async def run(self, messages: list[Message]) -> AsyncGenerator[AgentStep | AnswerDelta, None]:
         convo = self._initial_messages(messages)
         for turn in range(self.max_iterations):
             gate = AnswerGate()
