@@ -40,15 +40,15 @@ CHAT = ["Say hello in French.", "Name a colour.", "Say goodbye politely.", "Name
 
 
 def agent_messages(kind: str, question: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    from backend.agents import prompts
     from backend.agents.code import CODE_SYSTEM, TASK_PROMPT
-    from backend.agents.tools import specs
+    from backend.agents.react import prompts
+    from backend.agents.tools import hints, specs
     from backend.tools.registry import all_tools
 
     if kind == "code":
         return [{"role": "system", "content": CODE_SYSTEM}, {"role": "user", "content": TASK_PROMPT.format(question=question)}], None
     tools = all_tools()
-    system = prompts.REACT_NATIVE_SYSTEM + prompts.tool_hints(list(tools))
+    system = prompts.REACT_NATIVE_SYSTEM + hints(tools)
     return [{"role": "system", "content": system}, {"role": "user", "content": question}], specs(tools)
 
 

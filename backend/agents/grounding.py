@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-#: tools whose output is a computed fact (the same input always gives the same output)
-DETERMINISTIC_TOOLS = frozenset({"math_calc", "python_code", "sql_query", "data_analysis"})
 #: results longer than this (tables, stat dumps) are not required verbatim, only grounded
 STATED_MAX_CHARS = 300
 STATED_MAX_LINES = 4
@@ -39,10 +37,27 @@ class Observed:
     tool: str
     output: str
     arguments: Any = None
+    #: the tool's ``Tool.deterministic``; None: looked up in the registry by name
+    exact: bool | None = None
 
     @property
     def deterministic(self) -> bool:
-        return self.tool in DETERMINISTIC_TOOLS
+        if self.exact is not None:
+            return self.exact
+        return self.tool in deterministic_tools()
+
+
+def deterministic_tools() -> frozenset[str]:
+    """The registry tools whose output is a computed fact (``Tool.deterministic``)."""
+    from backend.tools.registry import all_tools
+
+    return frozenset(name for name, t in all_tools().items() if t.deterministic)
+
+
+def __getattr__(name: str) -> object:
+    if name == "DETERMINISTIC_TOOLS":  # the registry's deterministic tools, read when asked for
+        return deterministic_tools()
+    raise AttributeError(name)
 
 
 def _value(raw: str) -> Decimal | None:

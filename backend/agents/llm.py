@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import replace
+from typing import Any
 
 from backend.llm.base import LLMProvider
 from backend.llm.types import Completion, GenerationParams, Message, StreamEvent, Usage
@@ -23,7 +24,7 @@ class CountingLLM:
         self.calls = 0
         self.usage = Usage()
 
-    def params(self, *, final: bool = False, **overrides: object) -> GenerationParams:
+    def params(self, *, final: bool = False, **overrides: Any) -> GenerationParams:
         """The request's sampling settings with the agent's defaults and ``overrides``.
 
         Tools, tool_choice and response_format of the client request never leak into agent calls.
@@ -55,7 +56,7 @@ class CountingLLM:
         self._add(out.usage)
         return out
 
-    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncGenerator[StreamEvent, None]:
         self.calls += 1
         seen_usage = False
         text: list[str] = []

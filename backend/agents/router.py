@@ -30,6 +30,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from backend.llm.types import GenerationParams
@@ -176,55 +177,36 @@ _SYMBOLIC = [
     _rx(r"\b[xyz]\s*+(?:\*\*|\^)\s*+\d.{0,40}="),
 ]
 
-# lookups: one non-computation tool each
-_LOOKUP: dict[str, list[re.Pattern[str]]] = {
-    "weather": [
-        _rx(
-            r"\b(?:weather|forecast|humidity|wind speed|precipitation)\b.{0,25}\b(?:in|at|for|of|like|today|"
-            r"tomorrow|tonight|now|this week)\b"
-        ),
-        _rx(r"\b(?:temperature|raining|rain|snowing|snow|sunny|hot|cold) (?:is it )?(?:in|at|for)\b"),
-        _rx(r"\b(?:will it (?:rain|snow)|is it (?:raining|snowing|sunny)|weather forecast|current weather)\b"),
-    ],
-    "wikipedia": [_rx(r"\b(?:wikipedia|wiki article|wiki page|encyclop(?:a)?edia)\b")],
-    "search": [
-        _rx(
-            r"\b(?:search (?:the )?(?:web|internet|online)|web search|search for|search online|google|"
-            r"look(?:ing)? up|lookup|find online|on the web|on the internet)\b"
-        ),
-        _rx(r"\b(?:latest|breaking|news|headlines)\b"),
-        _rx(
-            r"\b(?:stock price|share price|exchange rate|price of (?:a |an |the )?(?:bitcoin|gold|oil|share|"
-            r"stock)|release date of|market cap)\b"
-        ),
-        _rx(r"\bcurrent\b.{0,25}\b(?:rate|price|president|prime minister|ceo|leader|champion|population|record holder)\b"),
-        _rx(r"\b(?:right now|currently|as of today|today's|this year's|this week)\b"),  # temporal only: see _TEMPORAL_ONLY
-    ],
-    "documents": [
-        _rx(
-            r"\b(?:my|our|these|those|uploaded|attached|the uploaded|the attached) (?:documents?|docs?|files?|"
-            r"pdfs?|notes|reports?|papers?|contracts?|handbook|manuals?|policy|policies|slides|memo|minutes|"
-            r"invoices?|cv|resume|spreadsheets?)\b"
-        ),
-        _rx(r"\b(?:uploaded|attached)\b"),
-        _rx(r"\baccording to (?:the|my|our) (?:doc|file|pdf|report|notes|contract|handbook|manual|policy|memo|minutes)"),
-        _rx(r"\b(?:in|from) (?:my|our) (?:notes|files|documents|docs|knowledge base)\b"),
-    ],
-    "sql": [
-        _rx(r"\b(?:sql|sqlite|db table|database table)\b"),
-        _rx(r"\b(?:the|my|our|in|from|sample) (?:database|db)\b"),
-        _rx(r"\bquery (?:the|my|our) (?:database|db|tables?)\b"),
-        _rx(r"\bselect \w++(?:, ?\w++){0,10} from\b"),
-        _rx(r"\b(?:orders|customers|products|employees|tickets|sales) table\b"),
-    ],
-}
-_WEB = _rx(r"\b(?:web|internet|online|google|news)\b")
+# lookups: one non-computation tool each. The patterns live on the tools (``Tool.route_patterns``,
+# for the tool's first category); the router only orders the categories and adds the time words.
+#: when a request matches several lookups, the first category in this order names it
+LOOKUP_ORDER = ("weather", "wikipedia", "search", "documents", "sql")
 #: a search signal that is only a time word ("weather in Berlin right now") yields to the other lookups
-_TEMPORAL_ONLY = _LOOKUP["search"][-1]
+_TEMPORAL_ONLY = _rx(r"\b(?:right now|currently|as of today|today's|this year's|this week)\b")
+
+
+@lru_cache(maxsize=1)
+def lookup_patterns() -> dict[str, list[re.Pattern[str]]]:
+    """Lookup category -> the patterns of the registry tools that serve it (compiled once)."""
+    from backend.tools.registry import all_tools
+
+    found: dict[str, list[re.Pattern[str]]] = {}
+    for t in all_tools().values():
+        if t.route_patterns and t.categories:
+            found.setdefault(t.categories[0], []).extend(_rx(p) for p in t.route_patterns)
+    found.setdefault("search", []).append(_TEMPORAL_ONLY)
+    rank = {c: i for i, c in enumerate(LOOKUP_ORDER)}
+    return dict(sorted(found.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+
+
+_WEB = _rx(r"\b(?:web|internet|online|google|news)\b")
 #: where one part of a request ends and the next begins
 _PARTS = re.compile(r"[?!;\n]|\.(?:\s|$)|, and\b|\b(?:and also|also|as well as)\b")
 #: quoted text is data ("how many vowels in 'encyclopedia'"), not a request for a tool
-_QUOTED = re.compile(r"\"[^\"\n]{1,80}\"|“[^”\n]{1,80}”|(?<!\w)'[^'\n]{1,60}'(?!\w)")
+_QUOTED = re.compile(
+    r"\"[^\"\n]{1,80}\"|“[^”\n]{1,80}”|(?<!\w)'[^'\n]{1,60}'(?!\w)"
+    r"|\b(?:the )?(?:word|string|name|phrase|letters of) [A-Za-z]++\b"  # "the word encyclopedia" is data too
+)
 #: a fact, then a computation on it ("find the population of Canada, then divide it by ...")
 _COMPUTE_VERB = _rx(r"\b(?:calculate|compute|divide|multiply|convert|subtract|add|double|halve|square|percent|percentage|round)\b")
 
@@ -349,7 +331,7 @@ def _signals(query: str) -> _Signals:
             s.weak_compute = m.group(0) if m else "a question with several numbers"
     s.symbolic = _first(_SYMBOLIC, text)
     unquoted = _QUOTED.sub(" ", text)
-    for cat, patterns in _LOOKUP.items():
+    for cat, patterns in lookup_patterns().items():
         hit = _first(patterns, unquoted)
         if hit:
             s.lookups[cat] = hit
@@ -370,7 +352,7 @@ def _signals(query: str) -> _Signals:
     s.facts = _first(_WEAK_FACTS, text)
     if s.lookups and s.compute:
         for part in _PARTS.split(text):
-            if part.strip() and not any(p.search(_QUOTED.sub(" ", part)) for ps in _LOOKUP.values() for p in ps):
+            if part.strip() and not any(p.search(_QUOTED.sub(" ", part)) for ps in lookup_patterns().values() for p in ps):
                 s.separate.update(k for k in s.compute if _first(_STRONG_COMPUTE[k], part))
     if s.facts and s.sequential and not (s.lookups or s.compute or s.weak_compute) and _COMPUTE_VERB.search(text):
         s.lookups["search"] = s.facts  # the fact comes from a lookup, the computation uses it
@@ -438,6 +420,97 @@ def heuristic_route(query: str) -> tuple[RouteDecision, bool]:
     if not query or query.isspace():
         return RouteDecision(Mode.CHAT, "empty request", "heuristic"), True
     return _decide(_signals(query))
+
+
+# ----------------------------------------------------------------------------- independent parts
+#: a question or instruction word that starts a part of its own
+_QWORD = r"(?:what|what's|whats|how|which|who|when|where|is|are|does|do|did|can|calculate|compute|find|give|tell|list|name|look)\b"
+#: where a multi-part request is cut: sentence ends, "; ", ", and also what", ", how many", ": what", "also,"
+_PART_CUT = re.compile(
+    r"[?!;\n]+|\.(?:\s+|$)"
+    rf"|,\s*+(?:and\s+)?(?:also\s*+,?\s*+)?(?={_QWORD})"
+    rf"|:\s*+(?={_QWORD})"
+    rf"|\s+and\s+(?:also\s+)?(?=(?:what|what's|how|which|who|when|where)\b)"
+    r"|\b(?:and also|as well as)\b|^\s*+also\b,?",
+    re.IGNORECASE,
+)
+_LEADS_WITH_QWORD = re.compile(rf"^\W*+(?:also\W+|and\W+)?{_QWORD}", re.IGNORECASE)
+_FILLER = re.compile(r"\W*+(?:also|and|and also|so|please|thanks)?\W*+", re.IGNORECASE)
+#: the most parts a request is split into
+MAX_PARTS = 4
+
+
+@dataclass(frozen=True)
+class Part:
+    """One independent part of a request and what answers it."""
+
+    text: str
+    need: str  # "compute" (a program or the math tool computes it) or a lookup category (weather, sql, ...)
+    cue: str  # the phrase that decided ``need``
+    compute_kind: str = ""  # for "compute": arithmetic, percentage, dates, strings, ... ("" when only weak signals)
+
+    @property
+    def arithmetic(self) -> bool:
+        """A one-expression computation (the math tool writes it in one call; no program needed)."""
+        return self.compute_kind in ARITHMETIC_KINDS
+
+
+#: compute kinds one math expression answers ("17% of 2340", "12 factorial", "2 to the power of 20")
+ARITHMETIC_KINDS = frozenset({"arithmetic", "percentage", "calculation"})
+
+
+def _part_need(text: str) -> tuple[str, str, str] | None:
+    """(need, cue, compute kind) of one part, or None when nothing in it asks for a tool."""
+    s = _signals(text)
+    if s.lookups:
+        cat, hit = next(iter(s.lookups.items()))
+        return cat, hit, ""
+    if s.compute:
+        kinds = list(s.compute)
+        # the most specific kind decides: "what is the gcd of 84 and 126" is number theory, not a calculation
+        kind = next((k for k in kinds if k not in ARITHMETIC_KINDS), kinds[0])
+        return "compute", f"{kind}: {s.compute[kind]}", kind
+    if s.symbolic or s.weak_compute:
+        return "compute", s.symbolic or s.weak_compute, ""
+    return None
+
+
+def split_parts(query: str) -> list[Part]:
+    """The independent parts of a multi-part request, each with what answers it; [] if it is not one.
+
+    "What is the weather in Paris, and what is 17% of 2340?" -> [weather part, compute part].
+    A lead-in without a question of its own ("According to my documents, how many ...",
+    "Three questions: ...") joins the part after it; a part without any tool or computation signal
+    joins the one before it. Parts that depend on each other ("then", "of it") are not split.
+    """
+    text = scan_text(query)
+    if _first(_SEQUENTIAL, text.lower()):
+        return []
+    pieces = [p.strip(" ,:") for p in _PART_CUT.split(text)]
+    pieces = [p for p in pieces if re.search(r"\w", p) and not _FILLER.fullmatch(p)]
+    merged: list[str] = []
+    carry = ""
+    for i, piece in enumerate(pieces):
+        piece = f"{carry} {piece}".strip() if carry else piece
+        carry = ""
+        if not _LEADS_WITH_QWORD.search(piece) and i + 1 < len(pieces) and _part_need(piece) is not None and len(piece) < 60:
+            carry = piece  # a lead-in: "According to my documents", "In the database"
+            continue
+        merged.append(piece)
+    if carry:
+        merged.append(carry)
+    parts: list[Part] = []
+    for piece in merged:
+        need = _part_need(piece)
+        if need is None:
+            if parts:  # no signal of its own: it belongs to the part before
+                prev = parts[-1]
+                parts[-1] = Part(f"{prev.text}, {piece}", prev.need, prev.cue, prev.compute_kind)
+            continue
+        parts.append(Part(piece, need[0], need[1], need[2]))
+    if len(parts) < 2 or len(parts) > MAX_PARTS:
+        return []
+    return parts
 
 
 #: compute kinds -> the tool categories the agents' tool narrowing knows

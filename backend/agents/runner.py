@@ -22,7 +22,7 @@ from backend.agents.events import AgentDone, AgentEvent, AgentStep, AnswerDelta
 from backend.agents.llm import CountingLLM
 from backend.agents.messages import last_user_text
 from backend.agents.react import ReActAgent, Style
-from backend.agents.router import tool_categories
+from backend.agents.router import split_parts, tool_categories
 from backend.agents.tools import relevant_tools, select_tools
 from backend.errors import BadRequestError
 from backend.llm.base import LLMProvider
@@ -85,6 +85,7 @@ async def run_agent(
             max_iterations=settings.agent_max_iterations,
             style=style or settings.agent_tool_style,
             require_first_call=bool(tool_categories(query)),
+            answer_from_result=one_computation(query),
         )
         run = agent.run(messages)
         async with contextlib.aclosing(run):
@@ -103,6 +104,16 @@ async def run_agent(
 
     async for ev in _run_plan_execute(messages, ctx, llm, tools, settings, session_id):
         yield ev
+
+
+#: tool categories that compute (their result is the answer to a one-step question)
+COMPUTING_CATEGORIES = frozenset({"math", "code", "data"})
+
+
+def one_computation(query: str) -> bool:
+    """A single computation (no lookup, not several parts): its first exact result is the answer."""
+    cats = tool_categories(query)
+    return bool(cats) and cats <= COMPUTING_CATEGORIES and not split_parts(query)
 
 
 async def _run_code(messages: list[Message], ctx: ToolContext, llm: CountingLLM, python_tool: Tool) -> AsyncIterator[AgentEvent]:

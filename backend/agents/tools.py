@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
 from backend.agents.router import tool_categories
 from backend.mcp.bridge import is_mcp_tool
 from backend.settings import Settings
-from backend.tools.base import Tool, ToolContext, ToolResult
+from backend.tools.base import Tool, ToolContext, ToolResult, arguments_dict
 from backend.tools.registry import all_tools, available_tools
 
 if TYPE_CHECKING:
@@ -35,19 +34,6 @@ def select_tools(
     return {n: t for n, t in tools.items() if n in names}
 
 
-#: router category -> the registry tools that serve it
-CATEGORY_TOOLS: dict[str, tuple[str, ...]] = {
-    "math": ("math_calc", "python_code"),
-    "search": ("web_search", "wikipedia"),
-    "weather": ("weather",),
-    "wikipedia": ("wikipedia",),
-    "documents": ("rag_retrieval",),
-    "sql": ("sql_query",),
-    "code": ("python_code",),
-    "data": ("data_analysis", "python_code", "math_calc"),
-}
-
-
 _WEB = re.compile(r"\b(web|internet|online|google|news)\b", re.IGNORECASE)
 
 
@@ -58,7 +44,7 @@ def relevant_tools(query: str, tools: dict[str, Tool]) -> dict[str, Tool]:
     and makes a small model far more likely to pick the right tool.
     """
     cats = tool_categories(query)
-    wanted = {name for cat in cats for name in CATEGORY_TOOLS.get(cat, ())}
+    wanted = {name for name, t in tools.items() if cats & set(t.categories)}
     if "wikipedia" in cats and not _WEB.search(query):
         wanted.discard("web_search")  # "look up X on Wikipedia" names its source
     chosen = {n: t for n, t in tools.items() if n in wanted}
@@ -77,30 +63,6 @@ def signature(t: Tool) -> str:
     props = t.parameters.get("properties", {})
     args = ", ".join(f"{k}: {v.get('type', 'any')}" for k, v in props.items())
     return f"- {t.name}({args}): {t.description}"
-
-
-def parse_input(raw: str) -> dict[str, Any] | str:
-    """A text-format Action Input: a JSON object if it is one (or contains one), else the bare text."""
-    text = raw.strip()
-    if text.startswith("```"):
-        text = text.strip("`")
-        if text.lower().startswith("json"):
-            text = text[4:]
-        text = text.strip()
-    try:
-        value = json.loads(text)
-        return value if isinstance(value, dict) else text
-    except json.JSONDecodeError:
-        pass
-    start, end = text.find("{"), text.rfind("}")
-    if 0 <= start < end:
-        try:
-            value = json.loads(text[start : end + 1])
-            if isinstance(value, dict):
-                return value
-        except json.JSONDecodeError:
-            pass
-    return text.strip().strip('"')
 
 
 async def run_tool(tools: dict[str, Tool], ctx: ToolContext, name: str, arguments: Any) -> ToolResult:
@@ -122,11 +84,14 @@ def trace_observation(text: str) -> str:
 
 
 def normalize_args(arguments: Any) -> dict[str, Any] | str | None:
-    """Arguments as given to the trace: a dict when they are a JSON object."""
-    if isinstance(arguments, str):
-        try:
-            value = json.loads(arguments)
-            return value if isinstance(value, dict) else arguments
-        except json.JSONDecodeError:
-            return arguments
-    return arguments
+    """Arguments as given to the trace: a dict when they are a JSON object, else as they came."""
+    if arguments is None:
+        return None
+    as_dict = arguments_dict(arguments)
+    return as_dict if as_dict is not None and arguments != "" else arguments
+
+
+def hints(tools: dict[str, Tool]) -> str:
+    """The offered tools' usage tips (``Tool.hint``) as a prompt paragraph, or ""."""
+    lines = [t.hint for t in tools.values() if t.hint]
+    return ("\nTool tips:\n- " + "\n- ".join(lines)) if lines else ""

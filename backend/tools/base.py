@@ -75,6 +75,17 @@ class Tool:
     #: ``describe(settings)`` → extra text for the description with this configuration (e.g. the
     #: SQL database's schema), or None
     describe: Callable[[Settings], str | None] | None = field(repr=False, default=None)
+    #: the kinds of request it serves (the router's categories: math, code, data, search, weather,
+    #: wikipedia, documents, sql); the agents offer a tool when the request asks for one of them
+    categories: tuple[str, ...] = ()
+    #: regexes over the lower-cased request that ask for this tool's first category (the router's
+    #: lookup signals; linear patterns only: bounded gaps, possessive runs)
+    route_patterns: tuple[str, ...] = ()
+    #: a one-line usage tip added to agent prompts when the tool is offered (small models need them)
+    hint: str | None = None
+    #: the same input always gives the same output (a computed fact: math, code, SQL, statistics):
+    #: its result is stated exactly in the answer, and needs no model verification
+    deterministic: bool = False
 
     def for_settings(self, settings: Settings) -> Tool:
         """This tool as offered under ``settings``: the description gains what ``describe`` adds."""
@@ -90,34 +101,27 @@ class Tool:
             "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
         }
 
-    def parse_arguments(self, arguments: dict[str, Any] | str | None) -> dict[str, Any]:
-        if arguments is None or arguments == "":
-            arguments = {}
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except json.JSONDecodeError:
-                # a single-string-argument tool may be given its input bare (text ReAct)
-                required = self.parameters.get("required") or list(self.parameters.get("properties", {}))
-                if len(required) == 1:
-                    arguments = {required[0]: arguments}
-                else:
-                    raise ToolError(f"arguments for {self.name} must be a JSON object") from None
-        if not isinstance(arguments, dict):
+    def parse_arguments(self, arguments: object) -> dict[str, Any]:
+        """Validated keyword arguments for the function; ``ToolError`` says what is wrong."""
+        value: object = arguments_dict(arguments)
+        if value is None:
+            # a single-argument tool may be given its input bare (text ReAct: a string; a plan: a value)
             required = self.parameters.get("required") or []
-            if len(required) == 1:
-                arguments = {required[0]: arguments}
-            else:
+            if isinstance(arguments, str) and not required:
+                required = list(self.parameters.get("properties", {}))
+            if len(required) != 1:
                 raise ToolError(f"arguments for {self.name} must be a JSON object")
+            value = {required[0]: arguments}
         try:
-            validated = self._model.model_validate(arguments)
+            validated = self._model.model_validate(value)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
             raise ToolError(f"invalid argument {where!r}: {first.get('msg')}") from None
-        return validated.model_dump()
+        out: dict[str, Any] = validated.model_dump()
+        return out
 
-    async def run(self, ctx: ToolContext, arguments: dict[str, Any] | str | None) -> ToolResult:
+    async def run(self, ctx: ToolContext, arguments: object) -> ToolResult:
         start = time.perf_counter()
         try:
             kwargs = self.parse_arguments(arguments)
@@ -136,6 +140,27 @@ class Tool:
             return value
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
         return ToolResult(True, text, duration_s=time.perf_counter() - start)
+
+
+def arguments_dict(arguments: object) -> dict[str, Any] | None:
+    """Tool-call arguments as a dict: a dict as is, JSON object text parsed, ``None``/"" as ``{}``.
+
+    ``None`` when they are not a JSON object (bare text, a list, a number): the caller decides.
+    The one place that turns "arguments" (native calls, text ReAct, plans, MCP) into a dict.
+    """
+    if arguments is None:
+        return {}
+    if isinstance(arguments, dict):
+        return arguments
+    if isinstance(arguments, str):
+        if not arguments.strip():
+            return {}
+        try:
+            value = json.loads(arguments)
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+    return None
 
 
 _ARG_LINE = re.compile(r"^\s{2,}(\w+)\s*(?:\([^)]*\))?:\s*(.+)$")
@@ -172,6 +197,10 @@ def tool(
     timeout_s: float = 60.0,
     requires: Callable[[Settings], str | None] | None = None,
     describe: Callable[[Settings], str | None] | None = None,
+    categories: tuple[str, ...] = (),
+    route_patterns: tuple[str, ...] = (),
+    hint: str | None = None,
+    deterministic: bool = False,
 ) -> Any:
     """Turn ``async def f(ctx: ToolContext, ...)`` into a ``Tool``."""
 
@@ -188,7 +217,7 @@ def tool(
             annotation = hints.get(pname, str)
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (annotation, default)
-        model = create_model(f"{fn.__name__}_args", **fields)  # type: ignore[call-overload]
+        model = create_model(f"{fn.__name__}_args", **fields)
         schema = model.model_json_schema()
         schema.pop("title", None)
         for pname, prop in schema.get("properties", {}).items():
@@ -204,6 +233,10 @@ def tool(
             timeout_s=timeout_s,
             requires=requires,
             describe=describe,
+            categories=categories,
+            route_patterns=route_patterns,
+            hint=hint,
+            deterministic=deterministic,
         )
 
     return wrap(func) if func is not None else wrap

@@ -104,7 +104,12 @@ def describe(values: list[float]) -> dict[str, float]:
     }
 
 
-@tool(timeout_s=30)
+@tool(
+    timeout_s=30,
+    categories=("data",),
+    hint="data_analysis takes the numbers or records as JSON text, e.g. [3, 5, 7].",
+    deterministic=True,
+)
 async def data_analysis(ctx: ToolContext, data: str) -> ToolResult:
     """Descriptive statistics (count, sum, min, max, mean, median, std) for every numeric field in JSON data.
 

@@ -294,7 +294,16 @@ async def _run_worker(request: dict[str, Any], limits: SandboxLimits, user_id: s
         raise ToolError("the calculation produced no readable result") from None
 
 
-@tool(timeout_s=60)
+@tool(
+    timeout_s=60,
+    categories=("math", "data"),
+    hint=(
+        'math_calc uses SymPy syntax. Examples: derivative of x**2*cos(x) -> {"expression": "diff(x**2*cos(x), x)"}; '
+        'integral of 2*x -> {"expression": "integrate(2*x, x)"}; x**2 - 4 = 0 -> {"expression": "solve(x**2 - 4, x)"}; '
+        '17% of 2300 -> {"expression": "17/100*2300"}; gcd of 84 and 126 -> {"expression": "gcd(84, 126)"}'
+    ),
+    deterministic=True,
+)
 async def math_calc(ctx: ToolContext, expression: str) -> str:
     """Exact math with SymPy: arithmetic, algebra, equations, derivatives, integrals, limits, simplification.
 

@@ -59,7 +59,13 @@ def _pure_python_libs() -> dict[str, str]:
     return found
 
 
-@tool(timeout_s=120, requires=_needs_sandbox)
+@tool(
+    timeout_s=120,
+    requires=_needs_sandbox,
+    categories=("math", "code", "data"),
+    hint="python_code runs a full Python program; print() the result.",
+    deterministic=True,
+)
 async def python_code(ctx: ToolContext, code: str) -> ToolResult:
     """Run Python 3 code in an isolated sandbox (standard library plus sympy, no network) and return its output.
 

@@ -20,7 +20,19 @@ def _label(hit: Hit) -> str:
     return f"[{hit.filename} p.{hit.page}]" if hit.page else f"[{hit.filename}]"
 
 
-@tool(timeout_s=60)
+@tool(
+    timeout_s=60,
+    categories=("documents",),
+    route_patterns=(
+        r"\b(?:my|our|these|those|uploaded|attached|the uploaded|the attached) (?:documents?|docs?|files?|"
+        r"pdfs?|notes|reports?|papers?|contracts?|handbook|manuals?|policy|policies|slides|memo|minutes|"
+        r"invoices?|cv|resume|spreadsheets?)\b",
+        r"\b(?:uploaded|attached)\b",
+        r"\baccording to (?:the|my|our) (?:doc|file|pdf|report|notes|contract|handbook|manual|policy|memo|minutes)",
+        r"\b(?:in|from) (?:my|our) (?:notes|files|documents|docs|knowledge base)\b",
+    ),
+    hint="rag_retrieval searches the user's uploaded documents.",
+)
 async def rag_retrieval(ctx: ToolContext, query: str, top_k: int = 5) -> ToolResult:
     """Search the user's uploaded documents and return the most relevant passages with [file p.N] labels.
 

@@ -1,4 +1,4 @@
-"""The one tool registry. Adding a tool = one module + one line in ``_TOOL_MODULES``.
+"""The one tool registry. Adding a tool = one module + one entry in the list in ``_load``.
 
 Tools of attached MCP servers (``backend.mcp``) join at run time: ``available_tools(settings, mcp)``
 adds the tools of the app's MCP manager (those of the servers connected now) after the built-ins.
@@ -6,9 +6,8 @@ adds the tools of the app's MCP manager (those of the servers connected now) aft
 
 from __future__ import annotations
 
-import importlib
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backend.settings import Settings
 from backend.tools.base import Tool
@@ -16,27 +15,32 @@ from backend.tools.base import Tool
 if TYPE_CHECKING:
     from backend.mcp.client import McpManager
 
-# module path : attribute holding the Tool
-_TOOL_MODULES: list[str] = [
-    "backend.tools.web_search:web_search",
-    "backend.tools.rag_retrieval:rag_retrieval",
-    "backend.tools.data_analysis:data_analysis",
-    "backend.tools.python_code:python_code",
-    "backend.tools.math_calc:math_calc",
-    "backend.tools.wikipedia_tool:wikipedia_tool",
-    "backend.tools.weather:weather",
-    "backend.tools.sql_query:sql_query",
-]
-
 
 @lru_cache(maxsize=1)
 def _load() -> dict[str, Tool]:
-    tools: dict[str, Tool] = {}
-    for entry in _TOOL_MODULES:
-        module_name, attr = entry.split(":")
-        t = getattr(importlib.import_module(module_name), attr)
-        tools[t.name] = t
-    return tools
+    """name -> Tool, in registry order (the tool modules are imported on first use, not at import)."""
+    from backend.tools.data_analysis import data_analysis
+    from backend.tools.math_calc import math_calc
+    from backend.tools.python_code import python_code
+    from backend.tools.rag_retrieval import rag_retrieval
+    from backend.tools.sql_query import sql_query
+    from backend.tools.weather import weather
+    from backend.tools.web_search import web_search
+    from backend.tools.wikipedia_tool import wikipedia_tool
+
+    #: the registry: a plain list, in the order the tools are offered. Everything an agent or the
+    #: router needs to know about a tool (categories, hint, requirements, determinism) is on the Tool.
+    tools: list[Tool] = [
+        web_search,
+        rag_retrieval,
+        data_analysis,
+        python_code,
+        math_calc,
+        wikipedia_tool,
+        weather,
+        sql_query,
+    ]
+    return {t.name: t for t in tools}
 
 
 def all_tools() -> dict[str, Tool]:
@@ -64,7 +68,7 @@ def unavailable_tools(settings: Settings) -> dict[str, str]:
     return {name: reason for name, t in _load().items() if (reason := t.unavailable_reason(settings))}
 
 
-def openai_specs(names: list[str] | None = None) -> list[dict]:
+def openai_specs(names: list[str] | None = None) -> list[dict[str, Any]]:
     tools = _load()
     selected = tools.values() if names is None else [tools[n] for n in names if n in tools]
     return [t.openai_spec() for t in selected]

@@ -162,7 +162,21 @@ def _describe(settings: Settings) -> str | None:
 _MISSING_NAME = re.compile(r"no such (?:column|table|function)", re.IGNORECASE)
 
 
-@tool(timeout_s=30, requires=_needs_database, describe=_describe)
+@tool(
+    timeout_s=30,
+    requires=_needs_database,
+    describe=_describe,
+    categories=("sql",),
+    route_patterns=(
+        r"\b(?:sql|sqlite|db table|database table)\b",
+        r"\b(?:the|my|our|in|from|sample) (?:database|db)\b",
+        r"\bquery (?:the|my|our) (?:database|db|tables?)\b",
+        r"\bselect \w++(?:, ?\w++){0,10} from\b",
+        r"\b(?:orders|customers|products|employees|tickets|sales) table\b",
+    ),
+    hint="sql_query takes one SQLite SELECT statement.",
+    deterministic=True,
+)
 async def sql_query(ctx: ToolContext, query: str) -> ToolResult:
     """Run one read-only SQL SELECT on the configured SQLite database and return the rows as a table.
 

@@ -95,7 +95,16 @@ async def geocode(settings: Any, name: str) -> dict[str, Any] | None:
     return results[0] if results else None
 
 
-@tool(timeout_s=60)
+@tool(
+    timeout_s=60,
+    categories=("weather",),
+    route_patterns=(
+        r"\b(?:weather|forecast|humidity|wind speed|precipitation)\b.{0,25}\b(?:in|at|for|of|like|today|"
+        r"tomorrow|tonight|now|this week)\b",
+        r"\b(?:temperature|raining|rain|snowing|snow|sunny|hot|cold) (?:is it )?(?:in|at|for)\b",
+        r"\b(?:will it (?:rain|snow)|is it (?:raining|snowing|sunny)|weather forecast|current weather)\b",
+    ),
+)
 async def weather(ctx: ToolContext, location: str) -> ToolResult:
     """Current weather and a 3-day forecast for a place (city name, or "latitude,longitude").
 

@@ -23,7 +23,19 @@ def _needs_key(settings: Settings) -> str | None:
     return None if settings.tavily_api_key else "web search is not configured (set TAVILY_API_KEY)"
 
 
-@tool(timeout_s=60, requires=_needs_key)
+@tool(
+    timeout_s=60,
+    requires=_needs_key,
+    categories=("search",),
+    route_patterns=(
+        r"\b(?:search (?:the )?(?:web|internet|online)|web search|search for|search online|google|"
+        r"look(?:ing)? up|lookup|find online|on the web|on the internet)\b",
+        r"\b(?:latest|breaking|news|headlines)\b",
+        r"\b(?:stock price|share price|exchange rate|price of (?:a |an |the )?(?:bitcoin|gold|oil|share|"
+        r"stock)|release date of|market cap)\b",
+        r"\bcurrent\b.{0,25}\b(?:rate|price|president|prime minister|ceo|leader|champion|population|record holder)\b",
+    ),
+)
 async def web_search(ctx: ToolContext, query: str, max_results: int = 5) -> ToolResult:
     """Search the web (Tavily) for current information; returns titles, URLs and snippets to cite.
 

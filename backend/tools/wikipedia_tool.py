@@ -110,7 +110,12 @@ def _lookup(settings: Any, query: str, sentences: int) -> ToolResult:
         _local.api_url = None
 
 
-@tool(name="wikipedia", timeout_s=60)
+@tool(
+    name="wikipedia",
+    timeout_s=60,
+    categories=("wikipedia", "search"),
+    route_patterns=(r"\b(?:wikipedia|wiki article|wiki page|encyclop(?:a)?edia)\b",),
+)
 async def wikipedia_tool(ctx: ToolContext, query: str) -> ToolResult:
     """Look up a topic on Wikipedia and return the article's introduction (handles ambiguous titles).
 

@@ -173,3 +173,12 @@ def embedded_provider(tmp_path_factory: pytest.TempPathFactory) -> Any:
     provider = EmbeddedProvider(settings)
     yield provider
     asyncio.run(provider.aclose())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _router_ready() -> None:
+    """The router's lookup patterns live on the registry's tools: load them once, as the app does at
+    start-up, so timed assertions measure the agents, not the first import of the tool modules."""
+    from backend.agents.router import lookup_patterns
+
+    lookup_patterns()

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from backend.agents.code import CODE_SYSTEM
-from backend.agents.prompts import REACT_NATIVE_SYSTEM
+from backend.agents.react.prompts import REACT_NATIVE_SYSTEM
 from backend.llm.embedded import PrefixCache
 from backend.llm.types import GenerationParams
 

@@ -12,7 +12,7 @@ from backend.agents.react import ParsedAction, ParsedFinal, ParseError, parse_re
 from backend.agents.runner import run_agent
 from backend.errors import BadRequestError
 from backend.llm.types import GenerationParams
-from tests.agents.conftest import ScriptedLLM, call, collect
+from tests.agents.conftest import FAKE_TOOLS, ScriptedLLM, call, collect
 
 # no keyword names a tool kind here, so every turn is tool_choice="auto" (see test_required_first_call)
 Q = [{"role": "user", "content": "Combine two facts for me: a product I need and the size of Paris."}]
@@ -280,3 +280,31 @@ def test_several_bare_json_calls_run_the_first_new_one(fake_tools, tool_ctx, age
     steps, _, done, _ = run(llm, fake_tools, tool_ctx, agent_settings)
     assert [(s.tool, s.ok) for s in steps] == [("calc", True), ("lookup", True)]
     assert done.content == "42, and Paris has 2.1 million people."
+
+
+def _math_tools():
+    from backend.tools.math_calc import math_calc
+
+    return {"math_calc": math_calc}
+
+
+def test_one_step_computation_is_one_call_and_the_answer_is_its_exact_result(tool_ctx, agent_settings):
+    # the first turn is grammar-forced: the model writes the bare call; no second model call is scripted
+    llm = ScriptedLLM([json.dumps({"name": "math_calc", "arguments": {"expression": "17/100*2340"}})])
+    messages = [{"role": "user", "content": "What is 17% of 2340?"}]
+    steps, text, done, _ = run(llm, _math_tools(), tool_ctx, agent_settings, messages=messages)
+    assert [s.tool for s in steps if s.kind == "tool"] == ["math_calc"]
+    assert done.llm_calls == 1 and done.reason == "answered"
+    assert "397.8" in done.content and done.content == text
+
+
+def test_a_repeated_call_with_an_exact_result_in_hand_answers_from_it(tool_ctx, agent_settings):
+    from backend.tools.math_calc import math_calc
+
+    tools = {"math_calc": math_calc, **FAKE_TOOLS}
+    llm = ScriptedLLM([call("math_calc", expression="6*7"), call("math_calc", expression="6*7")])
+    steps, text, done, _ = run(llm, tools, tool_ctx, agent_settings)  # Q is not a one-step computation
+    ran = [s for s in steps if s.kind == "tool"]
+    assert len(ran) == 2 and ran[1].observation.startswith("You already called")
+    assert done.reason == "repeated_call" and done.llm_calls == 2  # no extra "final answer" call
+    assert "42" in done.content

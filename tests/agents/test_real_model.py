@@ -139,6 +139,36 @@ def test_plan_execute_tools_ran_and_computed_results_are_exact(embedded_provider
         assert "7006652" in answer.replace(",", "")
 
 
+def test_plan_execute_each_part_runs_its_tool_and_computed_parts_are_stated_exactly(embedded_provider, real_ctx):
+    query = "What's the weather in Paris, and what is the greatest common divisor of 84 and 126?"
+    assert asyncio.run(route(query, embedded_provider)).mode == "plan_execute"
+    steps, _, done, _ = _run("plan_execute", query, real_ctx, embedded_provider)
+    plans = [s for s in steps if s.kind == "plan"]
+    assert plans and "one step per part" in plans[0].thought, "no planning call: one step per part"
+    ran = [s for s in steps if s.kind == "tool"]
+    assert any(s.tool == "weather" for s in ran), [s.to_dict() for s in steps]
+    computed = [s for s in ran if s.tool in ("python_code", "math_calc")]
+    assert computed, "the computation part ran through the computing path"
+    for s in computed:
+        if s.ok:
+            assert s.observation.strip() == _rerun(s, real_ctx).strip(), s.to_dict()
+    answer = done.content.replace("(Note: this answer could not be verified against the tool results.)", "")
+    final_runs = [s for s in computed if s.ok][-1:]  # the program's last (successful) run is the part's result
+    for s in final_runs:
+        assert is_stated(s.observation, answer), (s.observation, answer)
+
+
+def test_react_one_step_computation_is_one_call_with_its_exact_result(embedded_provider, real_ctx):
+    query = "What is 15% of 820?"
+    steps, text, done, _ = _run("react", query, real_ctx, embedded_provider)
+    ran = [s for s in steps if s.kind == "tool"]
+    assert ran and ran[0].tool in ("math_calc", "python_code"), [s.to_dict() for s in steps]
+    if ran[0].ok:
+        assert len(ran) == 1 and done.llm_calls == 1, "one call for a one-step computation"
+        assert is_stated(ran[0].observation, done.content), (ran[0].observation, done.content)
+    assert text == done.content
+
+
 @needs_sandbox
 def test_chat_reply_never_shows_an_unexecuted_claimed_output(embedded_provider, real_ctx):
     from backend.tools.python_code import python_code

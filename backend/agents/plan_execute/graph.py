@@ -2,7 +2,8 @@
 
 START -> plan -> select_tools -(Send per call)-> execute_tool (concurrently) -> reasoning -> verify
 verify -> finalize -> END                       (verified, or no replans left)
-verify -> replan -> plan                        (failed, at most ``max_replans`` times)
+verify -> replan -> plan                        (failed, at most ``max_replans`` times; never for a
+                                                 plan of independent parts, one step each)
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def fan_out(state: PlanExecuteState) -> list[Send] | str:
 
 def after_verify(state: PlanExecuteState, runtime: Runtime[RunContext]) -> str:
     if state.get("verified"):
+        return "finalize"
+    if state.get("decomposed"):
+        # every part already had its own tool; a replan would throw away the exact results'
+        # structure for a free-form plan: finish, marked unverified
         return "finalize"
     if state.get("replans", 0) < runtime.context.max_replans:
         return "replan"

@@ -8,18 +8,20 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from typing import Any
 
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
+from backend.agents.calls import call_key, forced_arguments
 from backend.agents.events import AgentStep, merge_sources
-from backend.agents.grounding import Observed, ground_answer
+from backend.agents.grounding import Observed, ground_answer, label
 from backend.agents.messages import text_of
 from backend.agents.plan_execute import prompts
 from backend.agents.plan_execute.state import PlanExecuteState, PlanStep, RunContext, ToolOutcome, ToolTask
-from backend.agents.prompts import tool_hints
-from backend.agents.tools import normalize_args, prompt_observation, run_tool, signature, trace_observation
+from backend.agents.router import Part, split_parts
+from backend.agents.tools import hints, normalize_args, prompt_observation, run_tool, signature, trace_observation
 from backend.errors import APIError
 from backend.tools.base import Tool, ToolError
 
@@ -97,11 +99,18 @@ async def plan(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[st
     iteration = state.get("iteration", 0) + 1
     system = prompts.PLAN_SYSTEM.format(
         max_steps=rc.max_parallel_tools, tool_lines="\n".join(signature(t) for t in rc.tools.values())
-    ) + tool_hints(list(rc.tools))
+    ) + hints(rc.tools)
     if state.get("feedback"):
         system += "\n\n" + prompts.REPLAN_NOTE.format(
             feedback=state["feedback"], results=_results_text(state.get("tool_results", {}), 1500)
         )
+    if not state.get("feedback"):
+        by_parts = plan_from_parts(split_parts(state.get("question", "")), rc.tools, iteration)
+        if by_parts:
+            summary = "; ".join(f"{s['id']} {_step_label(s)}: {s['task']}" for s in by_parts)
+            _emit(rc.new_step(thought=f"Plan (round {iteration}, one step per part): {summary}", tool=None,
+                              input=None, observation="", ok=True, kind="plan"))
+            return {"plan": by_parts, "iteration": iteration, "decomposed": True}
     steps: list[PlanStep] = []
     problem = ""
     if rc.tools:
@@ -132,7 +141,53 @@ async def plan(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[st
     if problem:
         thought += f" [planning problem: {problem}]"
     _emit(rc.new_step(thought=thought, tool=None, input=None, observation="", ok=not problem, kind="plan"))
-    return {"plan": steps, "iteration": iteration}
+    return {"plan": steps, "iteration": iteration, "decomposed": False}
+
+
+def _step_label(step: PlanStep) -> str:
+    return "program" if step.get("kind") == "program" else step["tool"]
+
+
+def _first_tool(
+    tools: dict[str, Tool], category: str, *, deterministic: bool | None = None, besides: str | None = None
+) -> str | None:
+    """The first tool serving ``category`` (other than ``besides`` when there is another)."""
+    names = [
+        name
+        for name, t in tools.items()
+        if category in t.categories and (deterministic is None or t.deterministic == deterministic)
+    ]
+    others = [n for n in names if n != besides]
+    return others[0] if others else (names[0] if names else None)
+
+
+def plan_from_parts(parts: list[Part], tools: dict[str, Tool], iteration: int = 1) -> list[PlanStep]:
+    """One step per independent part, without a planning call; [] when a part has no tool here.
+
+    A computation part goes to the computing path: a one-expression computation to the math tool
+    (one forced call), any other (dates, strings, counting, number theory) to a program run in the
+    sandbox (the code agent); a lookup part to the tool of its category, its arguments asked for
+    with the call forced to that tool.
+    """
+    steps: list[PlanStep] = []
+    for n, part in enumerate(parts, start=1):
+        kind = "call"
+        tool: str | None
+        if part.need == "compute":
+            program_tool = _first_tool(tools, "code", deterministic=True)
+            math_tool = _first_tool(tools, "math", deterministic=True, besides=program_tool)
+            if part.arithmetic and math_tool is not None and math_tool != program_tool:
+                tool = math_tool
+            elif program_tool is not None:
+                tool, kind = program_tool, "program"
+            else:
+                tool = math_tool
+        else:
+            tool = _first_tool(tools, part.need)
+        if tool is None:
+            return []
+        steps.append(PlanStep(id=f"{iteration}.{n}", task=part.text, tool=tool, arguments={}, kind=kind))
+    return steps
 
 
 # ------------------------------------------------------------------------------- tool selection
@@ -140,8 +195,9 @@ async def _repair(rc: RunContext, step: PlanStep) -> dict[str, Any] | None:
     """Ask for the arguments again with the call forced to this tool (grammar-constrained)."""
     t = rc.tools[step["tool"]]
     params = rc.llm.params(tools=[t.openai_spec()], tool_choice={"type": "function", "function": {"name": t.name}})
+    system = prompts.REPAIR_SYSTEM.format(tool=t.name) + (f"\n{t.hint}" if t.hint else "")
     messages = [
-        {"role": "system", "content": prompts.REPAIR_SYSTEM.format(tool=t.name)},
+        {"role": "system", "content": system},
         {"role": "user", "content": step["task"] or json.dumps(step["arguments"])},
     ]
     try:
@@ -149,16 +205,13 @@ async def _repair(rc: RunContext, step: PlanStep) -> dict[str, Any] | None:
     except APIError as exc:
         log.info("argument repair for %s failed: %s", t.name, exc.message)
         return None
-    if not out.tool_calls:
+    args = forced_arguments(t, out.tool_calls, out.content or "")
+    if args is None:
         return None
     try:
-        return t.parse_arguments(out.tool_calls[0].arguments)
+        return t.parse_arguments(args)
     except ToolError:
         return None
-
-
-def _call_key(tool: str, args: Any) -> str:
-    return tool + ":" + json.dumps(args, sort_keys=True, default=str)
 
 
 def _named_tool(step: PlanStep, tools: dict[str, Tool]) -> str | None:
@@ -172,10 +225,16 @@ def _named_tool(step: PlanStep, tools: dict[str, Tool]) -> str | None:
 async def select_tools(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Validate the plan's calls: known tool, valid arguments (repaired once if not), no duplicates."""
     rc = runtime.context
-    done = {_call_key(r["tool"], r["arguments"]) for r in state.get("tool_results", {}).values() if r["ok"]}
+    done = {call_key(r["tool"], r["arguments"]) for r in state.get("tool_results", {}).values() if r["ok"]}
     selected: list[PlanStep] = []
     seen: set[str] = set()
     for step in state.get("plan", []):
+        if step.get("kind") == "program":  # the code path writes its own program: nothing to validate
+            key = "program:" + step["task"]
+            if key not in seen:
+                seen.add(key)
+                selected.append(step)
+            continue
         retarget = _named_tool(step, rc.tools)
         if retarget is not None:  # the task says "math_calc(...)" but the step names another tool
             step = PlanStep(id=step["id"], task=step["task"], tool=retarget, arguments={})
@@ -192,7 +251,7 @@ async def select_tools(state: PlanExecuteState, runtime: Runtime[RunContext]) ->
                 if args is None:
                     problem = f"invalid arguments for {t.name}: {exc}"
         if args is not None:
-            key = _call_key(step["tool"], args)
+            key = call_key(step["tool"], args)
             if key in seen:
                 continue
             if key in done:
@@ -219,6 +278,8 @@ async def execute_tool(task: ToolTask, runtime: Runtime[RunContext]) -> dict[str
     """One tool call. Several of these run concurrently (one ``Send`` each)."""
     rc = runtime.context
     step = task["step"]
+    if step.get("kind") == "program":
+        return await _run_program(rc, step)
     result = await run_tool(rc.tools, rc.tool_ctx, step["tool"], step["arguments"])
     merge_sources(rc.sources, (result.data or {}).get("sources"))
     _emit(
@@ -244,28 +305,116 @@ async def execute_tool(task: ToolTask, runtime: Runtime[RunContext]) -> dict[str
     return {"tool_results": {step["id"]: outcome}, "tools_used": [step["tool"]]}
 
 
+async def _run_program(rc: RunContext, step: PlanStep) -> dict[str, Any]:
+    """A computation part through the code path: a program written for it, run in the sandbox."""
+    from backend.agents.code import CodeAgent
+
+    agent = CodeAgent(rc.llm, rc.tool_ctx, rc.tools[step["tool"]])
+    program: Any = {}
+    start = time.perf_counter()
+    async for ev in agent.run([{"role": "user", "content": step["task"]}]):
+        if isinstance(ev, AgentStep):
+            if ev.tool is not None:
+                program = {"code": ev.input}
+            _emit(
+                rc.new_step(
+                    thought=f"{step['task']}: {ev.thought}",
+                    tool=ev.tool,
+                    input=ev.input,
+                    observation=ev.observation,
+                    ok=ev.ok,
+                    duration_s=ev.duration_s,
+                    kind=ev.kind,
+                )
+            )
+    ok = agent.output is not None
+    outcome = ToolOutcome(
+        step_id=step["id"],
+        task=step["task"],
+        tool=step["tool"],
+        arguments=program,
+        output=agent.output if agent.output is not None else agent.final,
+        ok=ok,
+        duration_s=time.perf_counter() - start,
+    )
+    return {"tool_results": {step["id"]: outcome}, "tools_used": [step["tool"]]}
+
+
 # ------------------------------------------------------------------------------- reasoning
-def _observed(results: dict[str, ToolOutcome]) -> list[Observed]:
-    return [Observed(r["tool"], r["output"], r["arguments"]) for r in results.values() if r["ok"]]
+def _exact(rc: RunContext, name: str) -> bool | None:
+    t = rc.tools.get(name)
+    return t.deterministic if t is not None else None
 
 
-def _all_deterministic(results: list[ToolOutcome]) -> bool:
-    return bool(results) and all(r["ok"] and Observed(r["tool"], r["output"]).deterministic for r in results)
+def _observed(rc: RunContext, results: dict[str, ToolOutcome]) -> list[Observed]:
+    return [Observed(r["tool"], r["output"], r["arguments"], _exact(rc, r["tool"])) for r in results.values() if r["ok"]]
+
+
+def _all_deterministic(rc: RunContext, results: list[ToolOutcome]) -> bool:
+    return bool(results) and all(r["ok"] and bool(_exact(rc, r["tool"])) for r in results)
 
 
 async def reasoning(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """The drafted answer, checked against the deterministic results (``backend.agents.grounding``)."""
     rc = runtime.context
     results = state.get("tool_results", {})
+    if state.get("decomposed"):
+        answer, lookup_draft = await _compose_parts(state, rc)
+        return {"draft": answer, "lookup_draft": lookup_draft}
     system = prompts.REASON_SYSTEM.format(results=_results_text(results))
     history = _history(state)
     out = await rc.llm.complete([{"role": "system", "content": system}, *history], rc.llm.params(final=True))
     draft = (out.content or "").strip()
     user_texts = [m["content"] for m in history if m["role"] == "user"] + [state.get("question", "")]
-    g = ground_answer(draft, user_texts, _observed(results))
+    g = ground_answer(draft, user_texts, _observed(rc, results))
     if g.changed:
         log.info("answer composed around the tool results: %s", "; ".join(g.problems))
     return {"draft": g.answer}
+
+
+def _stated(outcome: ToolOutcome) -> str:
+    """A computed part as the server states it: the part, then its exact result."""
+    task = outcome["task"].strip().rstrip("?.!,") or "Result"
+    task = task[0].upper() + task[1:]
+    if not outcome["ok"]:
+        return f"{task}: could not be computed ({outcome['output'].strip()[:200]})."
+    out = outcome["output"].strip()
+    if "\n" not in out and len(out) <= 200:
+        return f"{task}: {out}"
+    return f"{task}: " + label(Observed(outcome["tool"], out, outcome["arguments"], True))
+
+
+async def _compose_parts(state: PlanExecuteState, rc: RunContext) -> tuple[str, str]:
+    """(the answer, the model's draft of the looked-up parts) for a decomposed request.
+
+    The answer is composed around the observed values.
+
+    Computed parts (math, programs, SQL) are stated by the server: the part, then its exact output
+    (no model call restates them). Only the parts answered by a lookup (weather, Wikipedia,
+    documents, search) are drafted by the model, from those results alone; the draft's numbers are
+    then checked against every result (``ground_answer``).
+    """
+    this_round = str(state.get("iteration", 1))
+    results = [r for r in state.get("tool_results", {}).values() if r["step_id"].split(".")[0] == this_round]
+    results.sort(key=lambda r: [int(x) for x in r["step_id"].split(".")])
+    computed = [r for r in results if _exact(rc, r["tool"])]
+    looked_up = [r for r in results if not _exact(rc, r["tool"])]
+    draft = ""
+    if looked_up:
+        questions = "\n".join(f"- {r['task']}" for r in looked_up)
+        system = prompts.REASON_SYSTEM.format(results=_results_text({r["step_id"]: r for r in looked_up}))
+        out = await rc.llm.complete(
+            [{"role": "system", "content": system}, {"role": "user", "content": questions}], rc.llm.params(final=True)
+        )
+        draft = (out.content or "").strip()
+        if not draft:
+            draft = " ".join(f"{r['task']}: {r['output'].strip()[:300]}" for r in looked_up)
+    answer = "\n".join([p for p in [draft, *(_stated(r) for r in computed)] if p])
+    user_texts = [state.get("question", "")]
+    g = ground_answer(answer, user_texts, _observed(rc, {r["step_id"]: r for r in results}))
+    if g.changed:
+        log.info("answer composed around the tool results: %s", "; ".join(g.problems))
+    return g.answer, draft
 
 
 # ------------------------------------------------------------------------------- verification
@@ -280,7 +429,7 @@ async def verify(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[
         ok, problem = False, "the answer was empty"
     elif this_round and not any(r["ok"] for r in this_round):
         ok, problem = False, "every tool call failed: " + "; ".join(r["output"][:150] for r in this_round)
-    elif _all_deterministic(this_round):
+    elif _all_deterministic(rc, this_round):
         # computed results, and the answer states them exactly by construction: nothing for a checker to add
         _emit(
             rc.new_step(
@@ -298,7 +447,13 @@ async def verify(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[
             response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": VERIFY_SCHEMA}},
             max_tokens=160,
         )
-        user = prompts.VERIFY_USER.format(question=state.get("question", ""), results=_results_text(results, 2500), answer=draft[:2000])
+        question, checked, answer = state.get("question", ""), results, draft
+        if state.get("decomposed"):
+            # the computed parts are stated by the server: only the looked-up parts' draft is checked
+            looked_up = {r["step_id"]: r for r in this_round if not _exact(rc, r["tool"])}
+            question = "\n".join(r["task"] for r in looked_up.values()) or question
+            checked, answer = looked_up or results, state.get("lookup_draft") or draft
+        user = prompts.VERIFY_USER.format(question=question, results=_results_text(checked, 2500), answer=answer[:2000])
         try:
             out = await rc.llm.complete([{"role": "system", "content": prompts.VERIFY_SYSTEM}, {"role": "user", "content": user}], params)
             verdict = json.loads(out.content or "{}")

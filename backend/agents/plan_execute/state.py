@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
 
 from backend.agents.events import AgentStep
 from backend.agents.llm import CountingLLM
@@ -17,6 +17,9 @@ class PlanStep(TypedDict):
     task: str
     tool: str
     arguments: dict[str, Any]
+    #: "call" (default): a tool call with these arguments (asked for from ``task`` when missing);
+    #: "program": the code path computes ``task`` (a program in the sandbox; ``tool`` is python_code)
+    kind: NotRequired[str]
 
 
 class ToolOutcome(TypedDict):
@@ -44,6 +47,8 @@ class PlanExecuteState(TypedDict, total=False):
     tools_used: Annotated[list[str], operator.add]
     tool_results: Annotated[dict[str, ToolOutcome], merge_results]  # step id -> outcome, all rounds
     draft: str
+    decomposed: bool  # the plan is the request's independent parts, one step each (no planning call)
+    lookup_draft: str  # decomposed: the model's draft of the looked-up parts (what verification checks)
     final_output: str
     verified: bool
     feedback: str  # why the last verification failed

@@ -17,160 +17,35 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
-from backend.agents import prompts
+from backend.agents.calls import call_key, failed_call_problem, recover_calls
 from backend.agents.events import AgentStep, AnswerDelta, merge_sources
 from backend.agents.grounding import Observed, ground_answer
 from backend.agents.llm import CountingLLM
 from backend.agents.messages import split_conversation
-from backend.agents.tools import (
-    normalize_args,
-    parse_input,
-    prompt_observation,
-    run_tool,
-    signature,
-    specs,
-    trace_observation,
+from backend.agents.react import prompts
+from backend.agents.react.gate import AnswerGate
+from backend.agents.react.parsing import (
+    THOUGHT_RE,
+    TOOL_CALL_RE,
+    ParsedAction,
+    ParsedFinal,
+    ParseError,
+    parse_react_text,
+    trim_after_input,
 )
+from backend.agents.tools import hints, normalize_args, prompt_observation, run_tool, signature, specs, trace_observation
 from backend.errors import UpstreamError
-from backend.llm.tool_calling import make_call, new_call_id, parse_tool_calls
+from backend.llm.tool_calling import new_call_id
 from backend.llm.types import GenerationParams, Message, ToolCall
 from backend.tools.base import Tool, ToolContext
 
 log = logging.getLogger("backend.agents.react")
 
 Style = Literal["native", "text"]
-
-_FINAL_RE = re.compile(r"Final\s*Answer\s*:\s*", re.IGNORECASE)
-_ACTION_RE = re.compile(
-    r"Action\s*\d*\s*:\s*[`\"']?([A-Za-z_][\w\-]*)[`\"']?\s*(?:\(\s*\))?\s*\n?\s*Action\s*\d*\s*Input\s*\d*\s*:\s*(.*)",
-    re.IGNORECASE | re.DOTALL,
-)
-_ACTION_ONLY_RE = re.compile(r"^\s*Action\s*:", re.IGNORECASE | re.MULTILINE)
-_THOUGHT_RE = re.compile(r"^\s*Thought\s*:\s*", re.IGNORECASE)
-_TOOL_CALL_RE = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.DOTALL)
-_STRUCTURED_START = ("thought:", "action:", "final answer", "{", "[", "<tool_call>", "```json", "```tool")
-
-
-@dataclass
-class ParsedAction:
-    thought: str
-    tool: str
-    arguments: dict[str, Any] | str
-
-
-@dataclass
-class ParsedFinal:
-    thought: str
-    answer: str
-
-
-@dataclass
-class ParseError:
-    problem: str
-    text: str
-
-
-def parse_react_text(text: str, tool_names: list[str]) -> ParsedAction | ParsedFinal | ParseError:
-    """Parse one text-format ReAct reply. Plain text without any marker is a final answer."""
-    final = _FINAL_RE.search(text)
-    action = _ACTION_RE.search(text)
-    if action and (not final or action.start() < final.start()):
-        thought = _THOUGHT_RE.sub("", text[: action.start()]).strip()
-        name = action.group(1)
-        raw_input = re.split(r"\n\s*Observation\s*:", action.group(2), maxsplit=1, flags=re.IGNORECASE)[0]
-        if name not in tool_names:
-            return ParseError(f"'{name}' is not a tool", text)
-        return ParsedAction(thought, name, parse_input(raw_input))
-    if final:
-        thought = _THOUGHT_RE.sub("", text[: final.start()]).strip()
-        answer = text[final.end() :].strip()
-        if not answer:
-            return ParseError("the Final Answer is empty", text)
-        return ParsedFinal(thought, answer)
-    if _ACTION_ONLY_RE.search(text):
-        return ParseError("an 'Action:' line must be followed by an 'Action Input:' line", text)
-    stripped = text.strip()
-    if not stripped:
-        return ParseError("the reply was empty", text)
-    return ParsedFinal("", _THOUGHT_RE.sub("", stripped))
-
-
-_JSON_OBJ_RE = re.compile(r"\{.*\}", re.DOTALL)
-
-
-def _looks_like_failed_call(text: str, tool_names: list[str]) -> str | None:
-    """A reply that tried to call a tool but did not produce a usable call (native style)."""
-    s = text.strip()
-    m = _JSON_OBJ_RE.search(s)
-    if m and '"name"' in m.group(0):
-        try:
-            obj = json.loads(m.group(0))
-        except json.JSONDecodeError:
-            return "the tool call was not valid JSON"
-        if isinstance(obj, dict) and isinstance(obj.get("name"), str) and ("arguments" in obj or "parameters" in obj):
-            if obj["name"] not in tool_names:
-                return f"'{obj['name']}' is not a tool (the tools are: {', '.join(tool_names)})"
-            return "the tool call's arguments were not a JSON object"
-    if "<tool_call>" in s:
-        return "the <tool_call> did not contain a JSON object with a tool 'name' and 'arguments'"
-    return None
-
-
-class _AnswerGate:
-    """Decides, while tokens stream in, which text is final-answer text that can be shown now.
-
-    Plain replies stream at once (holding back a short tail in case a tool call or ReAct marker
-    begins); structured replies (``Thought:``, JSON) stream only after ``Final Answer:``.
-    """
-
-    HOLD = 14
-    DECIDE_AT = 12
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.emitted = 0  # chars of the answer already released
-        self.state: Literal["undecided", "plain", "structured", "final", "stopped"] = "undecided"
-        self.answer_start = 0
-
-    def _answer_so_far(self) -> str:
-        return self.text[self.answer_start :].lstrip() if self.state in ("plain", "final") else ""
-
-    def feed(self, delta: str) -> str:
-        self.text += delta
-        if self.state == "undecided":
-            head = self.text.lstrip()
-            if len(head) < self.DECIDE_AT:
-                return ""
-            low = head.lower()
-            self.state = "structured" if low.startswith(_STRUCTURED_START) else "plain"
-        if self.state == "structured":
-            m = _FINAL_RE.search(self.text)
-            if m is None or _ACTION_RE.search(self.text[: m.start()]):
-                return ""
-            self.state, self.answer_start = "final", m.end()
-        if self.state in ("plain", "final"):
-            answer = self._answer_so_far()
-            if self.state == "plain" and ("<tool_call>" in answer or _ACTION_ONLY_RE.search(answer)):
-                self.state = "stopped"
-                return ""
-            if self.state == "final" and re.search(r"\n\s*(Observation|Thought|Action)\s*:", answer):
-                self.state = "stopped"
-                return ""
-            releasable = len(answer) - self.HOLD
-            if releasable > self.emitted:
-                out = answer[self.emitted : releasable]
-                self.emitted = releasable
-                return out
-        return ""
-
-    def released(self) -> int:
-        return self.emitted
 
 
 class ReActAgent:
@@ -183,6 +58,7 @@ class ReActAgent:
         max_iterations: int = 5,
         style: Style = "native",
         require_first_call: bool = False,
+        answer_from_result: bool = False,
     ) -> None:
         self.llm = llm
         self.ctx = ctx
@@ -202,6 +78,9 @@ class ReActAgent:
         # the router saw a clear tool need: the first turn must call a tool (grammar-enforced
         # for text-only models, so a small model cannot invent a tool name or skip the tool)
         self.require_first_call = require_first_call and self.style == "native" and bool(tools)
+        #: a one-step computation: the first exact (deterministic) result is the answer, stated by
+        #: the server around the observed value, without another model call
+        self.answer_from_result = answer_from_result
 
     def get_trace(self) -> list[AgentStep]:
         return list(self.steps)
@@ -219,16 +98,16 @@ class ReActAgent:
             )
         else:
             system = prompts.REACT_NATIVE_SYSTEM
-        system += prompts.tool_hints(list(self.tools))
+        system += hints(self.tools)
         if client_system:
             system += "\n\n" + client_system
         return [{"role": "system", "content": system}, *turns]
 
     # ------------------------------------------------------------------ the loop
-    async def run(self, messages: list[Message]) -> AsyncIterator[AgentStep | AnswerDelta]:
+    async def run(self, messages: list[Message]) -> AsyncGenerator[AgentStep | AnswerDelta, None]:
         convo = self._initial_messages(messages)
         for turn in range(self.max_iterations):
-            gate = _AnswerGate()
+            gate = AnswerGate()
             held = self._has_exact_results()  # the answer is checked against them before it is shown
             text, calls = "", []
             params = self._turn_params(required=turn == 0 and self.require_first_call)
@@ -250,18 +129,21 @@ class ReActAgent:
                 continue
             if not calls and self.style == "native" and self.tools:
                 # calls the provider did not recover: after some text, or several bare JSON objects
-                calls, before = self._recover_calls(text)
+                calls, before = recover_calls(text, self.tools, self._seen_calls)
                 if calls:
                     text = before
             if calls:
                 async for step in self._act_native(convo, text, calls):
                     yield step
+                if self._answer_in_hand():
+                    yield AnswerDelta(self.final)
+                    return
                 if self._repeated:
                     break
                 continue
             parsed = parse_react_text(text, list(self.tools))
             if isinstance(parsed, ParsedFinal) and self.style == "native":
-                problem = _looks_like_failed_call(text, list(self.tools))
+                problem = failed_call_problem(text, list(self.tools))
                 if problem:
                     parsed = ParseError(problem, text)
             if isinstance(parsed, ParsedFinal):
@@ -272,13 +154,16 @@ class ReActAgent:
                     yield AnswerDelta(self.final)
                     return
                 self.final = parsed.answer
-                rest = self._remaining(parsed.answer, gate)
+                rest = gate.remaining(parsed.answer)
                 if rest:
                     yield AnswerDelta(rest)
                 return
             if isinstance(parsed, ParsedAction):
                 async for step in self._act_text(convo, text, parsed):
                     yield step
+                if self._answer_in_hand():
+                    yield AnswerDelta(self.final)
+                    return
                 if self._repeated:
                     break
                 continue
@@ -297,52 +182,29 @@ class ReActAgent:
             stop = ['\n{"name"', "</tool_call>\n<tool_call>", "</tool_call><tool_call>"]
         return self.llm.params(tools=specs(self.tools), tool_choice="required" if required else "auto", stop=stop)
 
-    def _recover_calls(self, text: str) -> tuple[list[ToolCall], str]:
-        """(one call to run, the text before it). Prefers a call not made yet; [] if there is none."""
-        if "<tool_call>" in text:
-            calls = parse_tool_calls(text, specs(self.tools)) or []
-            return calls[:1], text[: text.index("<tool_call>")]
-        found: list[tuple[ToolCall, int]] = []
-        decoder = json.JSONDecoder()
-        pos = text.find("{")
-        while pos != -1 and len(found) < 8:
-            try:
-                obj, end = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError:
-                pos = text.find("{", pos + 1)
-                continue
-            if isinstance(obj, dict) and obj.get("name") in self.tools and isinstance(obj.get("arguments"), dict):
-                found.append((make_call(obj["name"], obj["arguments"]), pos))
-            pos = text.find("{", end)
-        if not found:
-            return [], text
-        fresh = [(c, p) for c, p in found if self._call_key(c.name, c.arguments) not in self._seen_calls]
-        call, at = (fresh or found)[0]
-        before = text[:at]
-        return [call], before if not before.lstrip().startswith("```") else ""
-
-    @staticmethod
-    def _call_key(name: str, arguments: Any) -> str:
-        return name + ":" + json.dumps(normalize_args(arguments), sort_keys=True, default=str)
-
-    @staticmethod
-    def _remaining(answer: str, gate: _AnswerGate) -> str:
-        done = gate.released()
-        if done == 0:
-            return answer
-        streamed = gate._answer_so_far()[:done]
-        if answer.startswith(streamed):
-            return answer[done:]
-        # the answer was cleaned after streaming began (e.g. a trailing marker removed)
-        return answer[done:] if len(answer) > done else ""
-
     # ------------------------------------------------------------------ exact results
     def _observed(self) -> list[Observed]:
         return [
-            Observed(s.tool, s.observation, s.input)
+            Observed(s.tool, s.observation, s.input, self._exact(s.tool))
             for s in self.steps
             if s.tool and s.kind == "tool" and s.ok and not s.observation.startswith("You already called")
         ]
+
+    def _answer_in_hand(self) -> bool:
+        """Stop now, the answer composed around the exact results, without another model call, when
+
+        * a one-step computation (``answer_from_result``) got its exact result, or
+        * the model repeated a call while exact results are in hand (it has nothing to add).
+        """
+        if not self._has_exact_results() or not (self.answer_from_result or self._repeated):
+            return False
+        self.final = self._grounded("")
+        self.stop_reason = "repeated_call" if self._repeated else "answered"
+        return bool(self.final)
+
+    def _exact(self, name: str) -> bool | None:
+        t = self.tools.get(name)
+        return t.deterministic if t is not None else None
 
     def _has_exact_results(self) -> bool:
         return any(o.deterministic for o in self._observed())
@@ -381,7 +243,7 @@ class ReActAgent:
 
     async def _execute(self, name: str, arguments: Any) -> tuple[str, bool, float, bool]:
         """(observation, ok, seconds, repeated). A repeated identical call is not run again."""
-        key = self._call_key(name, arguments)
+        key = call_key(name, arguments)
         if key in self._seen_calls:
             obs = prompts.REPEATED_CALL.format(tool=name, observation=prompt_observation(self._seen_calls[key]))
             return obs, False, 0.0, True
@@ -392,7 +254,7 @@ class ReActAgent:
         return result.output, result.ok, result.duration_s or time.perf_counter() - start, False
 
     async def _act_native(self, convo: list[Message], thought: str, calls: list[ToolCall]) -> AsyncIterator[AgentStep]:
-        thought = _THOUGHT_RE.sub("", thought).strip()
+        thought = THOUGHT_RE.sub("", thought).strip()
         convo.append({"role": "assistant", "content": thought or None, "tool_calls": [c.to_openai() for c in calls]})
         results = await asyncio.gather(*(self._execute(c.name, c.arguments) for c in calls))
         for call, (obs, ok, secs, repeated) in zip(calls, results, strict=True):
@@ -405,7 +267,7 @@ class ReActAgent:
         obs, ok, secs, repeated = await self._execute(action.tool, action.arguments)
         self._repeated = self._repeated or repeated
         if self.style == "text":
-            convo.append({"role": "assistant", "content": _trim_after_input(text)})
+            convo.append({"role": "assistant", "content": trim_after_input(text)})
             convo.append({"role": "user", "content": prompts.OBSERVATION_PREFIX_TEXT + prompt_observation(obs)})
         else:  # a text-format action in native style: replay it as a native call
             call = ToolCall(id=new_call_id(), name=action.tool, arguments=json.dumps(action.arguments))
@@ -442,7 +304,7 @@ class ReActAgent:
             system += "\n\n" + self._client_system
         messages = [{"role": "system", "content": system}, {"role": "user", "content": self._question}]
         params = self.llm.params(final=True, stop=["<tool_call>", '{"name"'])
-        gate = _AnswerGate()
+        gate = AnswerGate()
         held = self._has_exact_results()
         text = ""
         async with contextlib.aclosing(self.llm.stream(messages, params)) as events:
@@ -452,7 +314,7 @@ class ReActAgent:
                     out = gate.feed(ev.content)
                     if out and not held:
                         yield AnswerDelta(out)
-        parsed = parse_react_text(_TOOL_CALL_RE.sub("", text), list(self.tools))
+        parsed = parse_react_text(TOOL_CALL_RE.sub("", text), list(self.tools))
         answer = parsed.answer if isinstance(parsed, ParsedFinal) else ""
         if not answer:  # nothing usable: report what was observed rather than nothing
             observed = [s for s in results if s.ok]
@@ -464,11 +326,7 @@ class ReActAgent:
             yield AnswerDelta(self.final)
             return
         self.final = answer
-        rest = self._remaining(answer, gate)
+        rest = gate.remaining(answer)
         if rest:
             yield AnswerDelta(rest)
 
-
-def _trim_after_input(text: str) -> str:
-    """Drop anything the model wrote after the Action Input (e.g. an invented Observation)."""
-    return re.split(r"\n\s*Observation\s*:", text, maxsplit=1, flags=re.IGNORECASE)[0].rstrip()

@@ -45,25 +45,6 @@ AFTER_RESULT = "\n(Now answer the question with this result, or call another too
 
 OBSERVATION_PREFIX_TEXT = "Observation: "
 
-#: one-line usage hints, added to the prompt when the tool is offered (small models need them)
-TOOL_HINTS: dict[str, str] = {
-    "math_calc": (
-        'math_calc uses SymPy syntax. Examples: derivative of x**2*cos(x) -> {"expression": "diff(x**2*cos(x), x)"}; '
-        'integral of 2*x -> {"expression": "integrate(2*x, x)"}; x**2 - 4 = 0 -> {"expression": "solve(x**2 - 4, x)"}; '
-        '17% of 2300 -> {"expression": "17/100*2300"}'
-    ),
-    "python_code": "python_code runs a full Python program; print() the result.",
-    "data_analysis": "data_analysis takes the numbers or records as JSON text, e.g. [3, 5, 7].",
-    "sql_query": "sql_query takes one SQLite SELECT statement.",
-    "rag_retrieval": "rag_retrieval searches the user's uploaded documents.",
-}
-
-
-def tool_hints(names: list[str]) -> str:
-    lines = [TOOL_HINTS[n] for n in names if n in TOOL_HINTS]
-    return ("\nTool tips:\n- " + "\n- ".join(lines)) if lines else ""
-
-
 FINAL_FROM_RESULTS = """Answer the user's question using the tool results below. Copy numbers, formulas and \
 names exactly as they appear in the results: do not rewrite, simplify or convert them to LaTeX. If a result is \
 an error, say what could not be found. Answer in plain text, in one or two sentences, without calling tools.
