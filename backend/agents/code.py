@@ -156,7 +156,8 @@ class CodeAgent:
         temperature = min(self.llm.base.temperature if self.llm.base.temperature is not None else 0.0, CODE_TEMPERATURE)
         params = self.llm.params(max_tokens=PROGRAM_MAX_TOKENS, temperature=temperature)
         text = ""
-        async with contextlib.aclosing(self.llm.stream(convo, params)) as events:
+        stream = self.llm.stream(convo, params)
+        async with contextlib.aclosing(stream) as events:  # type: ignore[type-var]  # an async generator
             async for ev in events:
                 if ev.content:
                     text += ev.content

@@ -68,7 +68,7 @@ def _pure_python_libs() -> dict[str, str]:
     return found
 
 
-@tool(timeout_s=120, requires=_needs_sandbox)
+@tool(timeout_s=120, requires=_needs_sandbox)  # type: ignore[untyped-decorator]  # makes a Tool
 async def python_code(ctx: ToolContext, code: str) -> ToolResult:
     """Run Python 3 code in an isolated sandbox (standard library plus sympy, no network) and return its output.
 
@@ -87,7 +87,8 @@ def python_code_with_tools(tools: Mapping[str, Tool]) -> Tool:
     async def run(ctx: ToolContext, code: str) -> ToolResult:
         return await run_python(ctx, code, offered)
 
-    return dataclasses.replace(python_code, func=run)
+    registered: Tool = python_code
+    return dataclasses.replace(registered, func=run)
 
 
 async def run_python(ctx: ToolContext, code: str, channel_tools: Mapping[str, Tool] | None = None) -> ToolResult:

@@ -449,9 +449,10 @@ async def _read_capped(stream: asyncio.StreamReader | None, limit: int) -> tuple
     return bytes(kept), total
 
 
-def _task_bytes(task: asyncio.Future) -> tuple[bytes, int]:
+def _task_bytes(task: asyncio.Future[tuple[bytes, int]]) -> tuple[bytes, int]:
     if task.done() and not task.cancelled() and task.exception() is None:
-        return task.result()
+        data, total = task.result()
+        return data, total
     return b"", 0
 
 
@@ -623,9 +624,10 @@ async def _run_process(
     finally:
         if proc.returncode is None:
             _kill_group(proc)
-        for task in (*tasks, waiter):
-            if not task.done():
-                task.cancel()
+        pending: list[asyncio.Future[object]] = [*tasks, waiter]  # type: ignore[list-item]
+        for future in pending:
+            if not future.done():
+                future.cancel()
         if server is not None:
             server.cancel()
             await asyncio.wait({server}, timeout=2)
