@@ -206,6 +206,13 @@ class Settings(BaseSettings):
     sandbox_max_processes: int = 32  # pids.max of the run's cgroup, and RLIMIT_NPROC of its uid
     sandbox_cgroup: Literal["auto", "off"] = "auto"
     sandbox_uid_base: int = 200_000  # as root, runs use private uids base … base + 8×max_concurrent
+    # --- code agent: server tools callable from the sandboxed program (agents round 3, issue 10) ---
+    code_tools_enabled: bool = True  # sql()/search_documents()/calc() inside the code agent's program
+    code_tool_max_calls: int = Field(default=16, ge=0)  # tool calls one program run may make
+    code_tool_max_request_bytes: int = Field(default=16_384, ge=256)  # one JSON request line
+    code_tool_max_reply_bytes: int = Field(default=32_768, ge=256)  # one JSON reply line (< a pipe buffer)
+    code_tool_call_timeout_s: float = Field(default=30.0, gt=0)  # one call
+    code_tool_total_s: float = Field(default=60.0, gt=0)  # all calls of a run (added to its wall clock)
 
     # --- security boundary (hardening round 2: hosts, origins, keys, throttles, metrics) ---------
     # Host names accepted besides localhost, 127.0.0.1 and [::1] (the DNS-rebinding guard): the

@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 upstream = stack.enter_context(fake_upstream()) if args.fake_upstream else None
                 server = stack.enter_context(running_server(
                     users=("alice",), admin=("alice",), wait_model=False, EMBEDDED_N_CTX="8192",
-                    RATE_LIMIT_RPM="100000", RATE_LIMIT_TPM="1000000000", QUEUE_TIMEOUT_S="1800",
+                    RATE_LIMIT_RPM="100000", RATE_LIMIT_TPM="1000000000", QUEUE_TIMEOUT_S="1800", FIRST_BYTE_TIMEOUT_S="1800", STREAM_IDLE_TIMEOUT_S="600",
                     ROUTER_USE_LLM=args.router_llm, SQL_DATABASE_PATH=str(SHOP_DB), SSRF_ALLOW_HOSTS="127.0.0.1",
                     WIKIPEDIA_API_URL=replay.url("/wikipedia/w/api.php"),
                     WEATHER_GEOCODING_URL=replay.url("/geocoding/v1/search"),

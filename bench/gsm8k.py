@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 upstream = stack.enter_context(fake_upstream()) if args.fake_upstream else None
                 server = stack.enter_context(running_server(
                     users=("alice",), admin=("alice",), wait_model=False, EMBEDDED_N_CTX="8192", RATE_LIMIT_RPM="100000",
-                    RATE_LIMIT_TPM="1000000000", QUEUE_TIMEOUT_S="1800",
+                    RATE_LIMIT_TPM="1000000000", QUEUE_TIMEOUT_S="1800", FIRST_BYTE_TIMEOUT_S="1800", STREAM_IDLE_TIMEOUT_S="600",
                     **({"EMBEDDED_N_THREADS": str(args.threads)} if args.threads else {}), **model_env(model_key, upstream),
                 ))
                 base = server.base_model()

@@ -9,6 +9,14 @@ run is one step (tool ``python_code``, input = the program, observation = what i
 Generation stops as soon as the reply holds a closed python block: whatever the model would
 write after it (an invented ```output``` block, an explanation) is never generated.
 A reply without a program (the question needed no computation) is the answer as written.
+
+What the model reads is made hard to get wrong: numbers written in words become numerals
+(``backend.agents.number_words``: "twelve thousand three hundred and five" -> 12305) and the
+system prompt asks for program-of-thought style code — one named variable per quantity, the
+arithmetic in straight lines, only the answer printed — with one worked example. Where the user
+has SQL or documents enabled and the question points at them, the program may call them
+(``from tools import sql, search_documents, calc``; see ``backend.tools.tool_channel``): each
+call runs on the server with this user's context, and shows in the trace as a step of its own.
 """
 
 from __future__ import annotations
@@ -16,15 +24,19 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from backend.agents.events import AgentStep, AnswerDelta
 from backend.agents.llm import CountingLLM
 from backend.agents.messages import split_conversation
+from backend.agents.number_words import with_numerals
 from backend.agents.program import computes_nothing, ensure_prints, extract_program, has_complete_python_block
+from backend.agents.router import tool_categories
 from backend.agents.tools import run_tool, trace_observation
 from backend.llm.types import Message
 from backend.tools.base import Tool, ToolContext, ToolResult
+from backend.tools.python_code import python_code, python_code_with_tools
+from backend.tools.tool_channel import BY_NAME, ChannelFunction, channel_functions, prompt_lines
 
 MAX_REPAIRS = 2
 PROGRAM_MAX_TOKENS = 512
@@ -33,17 +45,54 @@ ERROR_PROMPT_CHARS = 1200
 ANSWER_CHUNK_CHARS = 24
 CODE_TOOL = "python_code"
 
-#: short and stable: its KV state is reused across requests (see the embedded provider's prefix cache)
-CODE_SYSTEM = (
-    "You are a Python programmer. You answer questions by writing a short Python 3 program that "
-    "computes the answer and prints it. Standard library and sympy only; no input(), files or network."
-)
+#: stable: its KV state is reused across requests (see the embedded provider's prefix cache)
+CODE_SYSTEM = """You are a Python programmer. You answer questions by writing a short Python 3 program \
+that computes the answer and prints it. Standard library and sympy only; no input(), files or network.
+Write it like this:
+- one named variable for each number in the question, with the number exactly as written there;
+- then the calculation, one step per line, each step a new named variable;
+- print only the final answer (a number or a short text, no sentence); one line per question asked.
+
+Example question: A shop sells pens for 3 dollars each. Ana buys 4 pens and pays with a 20 dollar bill. \
+How much change does she get?
+```python
+pen_price = 3
+pens_bought = 4
+paid = 20
+cost = pen_price * pens_bought
+change = paid - cost
+print(change)
+```"""
 
 #: the question goes to the model as a programming task (a coder model writes code for those)
 TASK_PROMPT = """Write a short Python program that computes the answer to the question below and prints it. \
 Compute it in the program.
 
 Question: {question}"""
+
+#: instructions about how to *show* reasoning (the program is the reasoning; its output is the answer)
+_FORMAT_INSTRUCTIONS = re.compile(
+    r"(?:please\s+)?(?:let'?s\s+)?(?:think|reason|work)(?:\s+it)?(?:\s+out)?\s+step[- ]by[- ]step[^.\n]*\.?"
+    r"|(?:and\s+)?put\s+(?:your|the)\s+final\s+answer\s+(?:with)?in\s+\\boxed\{\}\.?",
+    re.IGNORECASE,
+)
+_SYMBOLIC = re.compile(r"\b(?:derivative|differentiate|integra(?:l|te)|solve|equation|factori[sz]e|simplify|limit)\b", re.IGNORECASE)
+_CATEGORY_FUNCTIONS = {"sql": "sql", "documents": "search_documents"}
+
+
+def task_question(question: str) -> str:
+    """The question as the program prompt shows it: numerals for number words, no reasoning-format asks."""
+    text = _FORMAT_INSTRUCTIONS.sub("", question).strip() or question
+    return with_numerals(text)
+
+
+def offered_functions(question: str, tools: Mapping[str, Tool]) -> dict[str, ChannelFunction]:
+    """The server functions the prompt offers: enabled for this user *and* pointed at by the question."""
+    enabled = channel_functions(tools)
+    wanted = {_CATEGORY_FUNCTIONS[c] for c in tool_categories(question) if c in _CATEGORY_FUNCTIONS}
+    if _SYMBOLIC.search(question):
+        wanted.add("calc")
+    return {name: f for name, f in enabled.items() if name in wanted}
 
 REPAIR_PROMPT = """The program failed:
 {error}
@@ -78,10 +127,23 @@ def format_answer(output: str) -> str:
 
 
 class CodeAgent:
-    def __init__(self, llm: CountingLLM, ctx: ToolContext, python_tool: Tool | None, *, max_repairs: int = MAX_REPAIRS) -> None:
+    def __init__(
+        self,
+        llm: CountingLLM,
+        ctx: ToolContext,
+        python_tool: Tool | None,
+        *,
+        max_repairs: int = MAX_REPAIRS,
+        channel_tools: Mapping[str, Tool] | None = None,
+    ) -> None:
         self.llm = llm
         self.ctx = ctx
         self.tools: dict[str, Tool] = {CODE_TOOL: python_tool} if python_tool is not None else {}
+        # the enabled server tools a program may call (only the registry's own python tool gets the channel)
+        self.channel_tools = {
+            name: t for name, t in (channel_tools or {}).items() if any(f.tool == name for f in BY_NAME.values())
+        }
+        self.functions: dict[str, ChannelFunction] = {}
         self.max_repairs = max_repairs
         self.steps: list[AgentStep] = []
         self.final = ""
@@ -94,7 +156,8 @@ class CodeAgent:
         temperature = min(self.llm.base.temperature if self.llm.base.temperature is not None else 0.0, CODE_TEMPERATURE)
         params = self.llm.params(max_tokens=PROGRAM_MAX_TOKENS, temperature=temperature)
         text = ""
-        async with contextlib.aclosing(self.llm.stream(convo, params)) as events:
+        stream = self.llm.stream(convo, params)
+        async with contextlib.aclosing(stream) as events:  # type: ignore[type-var]  # an async generator
             async for ev in events:
                 if ev.content:
                     text += ev.content
@@ -116,6 +179,36 @@ class CodeAgent:
         self.steps.append(step)
         return step
 
+    def _inner_steps(self, result: ToolResult) -> list[AgentStep]:
+        """The server tools the program called, one step each (after the program's own step)."""
+        out = []
+        for call in (result.data or {}).get("tool_calls") or []:
+            fn = BY_NAME.get(str(call.get("fn")))
+            step = AgentStep(
+                index=len(self.steps),
+                thought=f"The program called {call.get('fn')}().",
+                tool=fn.tool if fn else str(call.get("fn")),
+                input=call.get("args"),
+                observation=trace_observation(str(call.get("output", ""))),
+                ok=bool(call.get("ok")),
+                duration_s=float(call.get("duration_s") or 0.0),
+                kind="tool",
+            )
+            self.steps.append(step)
+            out.append(step)
+        return out
+
+    def _system(self, client_system: str, question: str) -> str:
+        system = CODE_SYSTEM
+        self.functions = offered_functions(question, self.channel_tools) if self.channel_tools else {}
+        python_tool = self.tools.get(CODE_TOOL)
+        if self.functions and python_tool is not None and python_tool.func is python_code.func:
+            self.tools[CODE_TOOL] = python_code_with_tools(self.channel_tools)
+            system += "\n\n" + prompt_lines(self.functions, self.channel_tools)
+        else:
+            self.functions = {}
+        return system + ("\n\n" + client_system if client_system else "")
+
     def _note(self, reply: str, asked: str) -> AgentStep:
         """A reply that was not a usable program (one model call, nothing run), and what was asked next."""
         step = AgentStep(len(self.steps), reply.strip()[:500], None, None, asked, ok=False, kind="format")
@@ -124,10 +217,10 @@ class CodeAgent:
 
     async def run(self, messages: list[Message]) -> AsyncIterator[AgentStep | AnswerDelta]:
         client_system, turns = split_conversation(messages)
-        system = CODE_SYSTEM + ("\n\n" + client_system if client_system else "")
         question = turns[-1]["content"] if turns and turns[-1]["role"] == "user" else ""
+        system = self._system(client_system, question)
         if question:
-            turns[-1] = {"role": "user", "content": TASK_PROMPT.format(question=question)}
+            turns[-1] = {"role": "user", "content": TASK_PROMPT.format(question=task_question(question))}
         convo: list[Message] = [{"role": "system", "content": system}, *turns]
         last_error = ""
         for attempt in range(self.max_repairs + 1):
@@ -158,6 +251,8 @@ class CodeAgent:
             stdout = program_stdout(result) if result.ok else ""
             thought = "Write a program that computes the answer." if attempt == 0 else f"Repair {attempt}: fix the program."
             yield self._step(thought, program, result, time.perf_counter() - start)
+            for inner in self._inner_steps(result):
+                yield inner
             if result.ok and stdout and not stdout.startswith("(no output"):
                 self.output = stdout
                 self.final = format_answer(stdout)

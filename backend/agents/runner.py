@@ -69,7 +69,7 @@ async def run_agent(
     if mode == Mode.CODE:
         python_tool = tools.get(CODE_TOOL)
         if python_tool is not None:
-            async for ev in _run_code(messages, ctx, llm, python_tool):
+            async for ev in _run_code(messages, ctx, llm, python_tool, tools):
                 yield ev
             return
         # no sandbox here (python_code unavailable): the ReAct agent answers with the other tools
@@ -116,10 +116,13 @@ def one_computation(query: str) -> bool:
     return bool(cats) and cats <= COMPUTING_CATEGORIES and not split_parts(query)
 
 
-async def _run_code(messages: list[Message], ctx: ToolContext, llm: CountingLLM, python_tool: Tool) -> AsyncIterator[AgentEvent]:
+async def _run_code(
+    messages: list[Message], ctx: ToolContext, llm: CountingLLM, python_tool: Tool, tools: dict[str, Tool]
+) -> AsyncIterator[AgentEvent]:
     from backend.agents.code import CodeAgent
 
-    agent = CodeAgent(llm, ctx, python_tool)
+    # the program may call the other enabled tools the channel serves (sql, documents, math)
+    agent = CodeAgent(llm, ctx, python_tool, channel_tools=tools)
     run = agent.run(messages)
     async with contextlib.aclosing(run):
         async for ev in run:

@@ -43,9 +43,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from backend.tools.base import ToolError
 from backend.tools.cgroups import RunCgroup
@@ -115,6 +116,67 @@ class SandboxResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
+
+
+class ChannelServer(Protocol):
+    """The server side of a request/response channel into a run (``backend.tools.tool_channel``)."""
+
+    def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Awaitable[None]: ...
+
+    def busy_s(self) -> float:
+        """Seconds spent answering so far: the run's wall-clock limit is extended by this."""
+        ...
+
+
+#: the environment variable naming the channel's file descriptors inside the sandbox ("request,reply")
+CHANNEL_FDS_ENV = "TOOL_CHANNEL_FDS"
+CHANNEL_READ_LIMIT = 1 << 20
+
+
+@dataclass
+class _ChannelPipes:
+    """Two pipes: the program writes requests to ``child_req`` and reads replies from ``child_rep``."""
+
+    req_r: int
+    child_req: int
+    child_rep: int
+    rep_w: int
+
+    @classmethod
+    def open(cls) -> _ChannelPipes:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        return cls(req_r, req_w, rep_r, rep_w)
+
+    def child_fds(self) -> tuple[int, int]:
+        return (self.child_req, self.child_rep)
+
+    def close_child_ends(self) -> None:
+        for fd in self.child_fds():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close_all(self) -> None:
+        for fd in (self.req_r, self.child_req, self.child_rep, self.rep_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+async def _serve_channel(channel: ChannelServer, pipes: _ChannelPipes, limit: int) -> None:
+    """Connect the server ends of the pipes to the event loop and let ``channel`` answer on them."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit)
+    rfile = os.fdopen(pipes.req_r, "rb", buffering=0)
+    wfile = os.fdopen(pipes.rep_w, "wb", buffering=0)
+    pipes.req_r = pipes.rep_w = -1  # the file objects own them now
+    r_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), rfile)
+    w_transport, w_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, wfile)
+    writer = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
+    try:
+        await channel.serve(reader, writer)
+    finally:
+        r_transport.close()
+        w_transport.close()
 
 
 class SandboxUnavailable(RuntimeError):
@@ -387,9 +449,10 @@ async def _read_capped(stream: asyncio.StreamReader | None, limit: int) -> tuple
     return bytes(kept), total
 
 
-def _task_bytes(task: asyncio.Future) -> tuple[bytes, int]:
+def _task_bytes(task: asyncio.Future[tuple[bytes, int]]) -> tuple[bytes, int]:
     if task.done() and not task.cancelled() and task.exception() is None:
-        return task.result()
+        data, total = task.result()
+        return data, total
     return b"", 0
 
 
@@ -408,27 +471,38 @@ async def run_sandboxed(
     ro_binds: Sequence[tuple[str, str]] = (),
     env: dict[str, str] | None = None,
     user_id: str | None = None,
+    channel: ChannelServer | None = None,
+    channel_read_limit: int = CHANNEL_READ_LIMIT,
 ) -> SandboxResult:
     """Run ``argv`` inside the sandbox. Raises ``SandboxUnavailable`` if it cannot be set up.
 
     ``user_id`` (who the run is for) counts against ``limits.max_per_user``; raises ``SandboxBusy``
-    when no run slot frees up within ``limits.queue_timeout_s``.
+    when no run slot frees up within ``limits.queue_timeout_s``. With a ``channel`` the process
+    gets two pipe descriptors (named in ``$TOOL_CHANNEL_FDS``) and nothing else: the channel answers
+    its requests (reading lines of at most ``channel_read_limit`` bytes) while it runs, and the
+    wall-clock limit is extended by the time the channel spent answering.
     """
     limits = limits or SandboxLimits()
     ok, reason = sandbox_available()
     if not ok:
         raise SandboxUnavailable(reason)
-    full = build_bwrap_argv(argv, limits, ro_binds, env)
-    drop = _drop_to_nobody()
     slot = await GATE.acquire(user_id, limits)
+    pipes = _ChannelPipes.open() if channel is not None else None
     try:
+        if pipes is not None:
+            env = {**(env or {}), CHANNEL_FDS_ENV: ",".join(str(fd) for fd in pipes.child_fds())}
+        full = build_bwrap_argv(argv, limits, ro_binds, env)
+        drop = _drop_to_nobody()
         private = drop and limits.uid_base > 0
         uid = limits.uid_base + GATE.uid_offset(slot, UID_POOL_PER_SLOT * max(1, limits.max_concurrent)) if private else NOBODY_UID
         # bubblewrap's own processes count too (and exiting ones until reaped); with a private uid
         # nothing else does. The cgroup's pids.max, where there is one, is the exact bound.
         nproc = limits.max_processes + NPROC_SLACK + (0 if private else _own_task_count())
-        return await _run_in_cgroup(full, stdin, limits, nproc, drop, uid, None)
+        wired = (channel, pipes, channel_read_limit) if channel is not None and pipes is not None else None
+        return await _run_in_cgroup(full, stdin, limits, nproc, drop, uid, None, wired)
     finally:
+        if pipes is not None:
+            pipes.close_all()
         GATE.release(slot)
 
 
@@ -461,6 +535,7 @@ async def _run_in_cgroup(
     drop: bool,
     uid: int,
     env: dict[str, str] | None,
+    channel: tuple[ChannelServer, _ChannelPipes, int] | None = None,
 ) -> SandboxResult:
     group = None
     if limits.cgroup:
@@ -473,7 +548,7 @@ async def _run_in_cgroup(
         )
     try:
         preexec = functools.partial(_preexec, limits, nproc, drop, uid, group)
-        result = await _run_process(full, stdin, limits, preexec, env)
+        result = await _run_process(full, stdin, limits, preexec, env, channel)
         if group is not None:
             result.notes.extend(n for n in group.events() if n not in result.notes)
     finally:
@@ -483,7 +558,12 @@ async def _run_in_cgroup(
 
 
 async def _run_process(
-    full: list[str], stdin: bytes | None, limits: SandboxLimits, preexec: object, env: dict[str, str] | None = None
+    full: list[str],
+    stdin: bytes | None,
+    limits: SandboxLimits,
+    preexec: object,
+    env: dict[str, str] | None = None,
+    channel: tuple[ChannelServer, _ChannelPipes, int] | None = None,
 ) -> SandboxResult:
     start = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
@@ -495,7 +575,12 @@ async def _run_process(
         preexec_fn=preexec,  # type: ignore[arg-type]
         env=env,
         close_fds=True,
+        pass_fds=channel[1].child_fds() if channel is not None else (),
     )
+    server: asyncio.Future[None] | None = None
+    if channel is not None:
+        channel[1].close_child_ends()  # only the sandboxed process holds them now
+        server = asyncio.ensure_future(_serve_channel(channel[0], channel[1], channel[2]))
     cap = limits.max_output_bytes
     timed_out = False
 
@@ -512,9 +597,17 @@ async def _run_process(
     out_reader = asyncio.ensure_future(_read_capped(proc.stdout, cap))
     err_reader = asyncio.ensure_future(_read_capped(proc.stderr, cap))
     tasks = (feeder, out_reader, err_reader)
+    waiter = asyncio.ensure_future(proc.wait())
     try:
         try:
-            await asyncio.wait_for(proc.wait(), timeout=limits.timeout_s)
+            while True:  # the wall clock, extended by the time the channel spends answering
+                extra = channel[0].busy_s() if channel is not None else 0.0
+                remaining = start + limits.timeout_s + extra - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                done, _ = await asyncio.wait({waiter}, timeout=min(remaining, 0.5) if channel is not None else remaining)
+                if done:
+                    break
         except TimeoutError:
             timed_out = True
             _kill_group(proc)
@@ -531,9 +624,13 @@ async def _run_process(
     finally:
         if proc.returncode is None:
             _kill_group(proc)
-        for task in tasks:
-            if not task.done():
-                task.cancel()
+        pending: list[asyncio.Future[object]] = [*tasks, waiter]  # type: ignore[list-item]
+        for future in pending:
+            if not future.done():
+                future.cancel()
+        if server is not None:
+            server.cancel()
+            await asyncio.wait({server}, timeout=2)
     out, out_total = _task_bytes(out_reader)
     err, err_total = _task_bytes(err_reader)
     duration = time.monotonic() - start

@@ -210,5 +210,5 @@ async def sql_query(ctx: ToolContext, query: str) -> ToolResult:
         elif truncated == "bytes":
             text += " (cut short: the result is too large; select fewer or smaller columns)"
     return ToolResult(
-        True, text, data={"columns": columns, "row_count": len(rows), "truncated": bool(truncated)}
+        True, text, data={"columns": columns, "rows": [list(r) for r in rows], "row_count": len(rows), "truncated": bool(truncated)}
     )
