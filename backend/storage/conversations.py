@@ -278,8 +278,9 @@ class ConversationStore:
         """Conversations whose title or message text contains ``query`` (case-insensitive), newest first.
 
         Each item is a summary plus ``snippet``: up to 160 characters around the first match in the
-        messages, or ``None`` when only the title matched. Reads at most ``max_bytes`` of stored JSON
-        (newest conversations first); past that the page says ``truncated``.
+        messages, or ``None`` when only the title matched. Reads at most ``max_bytes`` of stored JSON,
+        newest conversations first; a conversation that no longer fits is skipped and the page says
+        ``truncated``.
         """
         pattern = re.compile(re.escape(query), re.IGNORECASE)
         precheck = not _ESCAPED_RE.search(query)  # then a match in a message is a match in the raw file
@@ -288,9 +289,9 @@ class ConversationStore:
         truncated = False
         for entry in self._newest_first(user_id):
             size = int(entry["stamp"][2])
-            if size > budget:
+            if size > budget:  # not read: the answer says it is incomplete
                 truncated = True
-                break
+                continue
             budget -= size
             item = self._match(user_id, entry, pattern, precheck)
             if item is not None:
@@ -322,6 +323,8 @@ class ConversationStore:
     def citations(self, user_id: str) -> dict[str, Records]:
         """``{file_id: [{"conversation_id", "title"}, ...]}``: which conversations cite each document."""
         out: dict[str, Records] = {}
+        if not is_valid_id(user_id, "u"):  # an id that can own no conversations cites nothing
+            return out
         for entry in self._newest_first(user_id):
             head = entry["summary"]
             for file_id in entry.get("cited", []):

@@ -18,6 +18,7 @@ from backend.errors import AuthenticationError, install_handlers
 from backend.rag.service import RagService
 from backend.services import Principal
 from backend.settings import Settings
+from backend.storage.conversations import ConversationStore
 
 DOCS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "docs"  # origins and licences: SOURCES.md there
 PDF_DIR = DOCS_DIR / "pdf"
@@ -50,6 +51,10 @@ class MiniServices:
     settings: Settings
     service: RagService
     extras: dict[str, Any] = field(default_factory=dict)
+    conversations: ConversationStore = field(init=False)  # the documents list names the conversations citing each
+
+    def __post_init__(self) -> None:
+        self.conversations = ConversationStore(self.settings.conversations_path)
 
     async def rag(self) -> RagService:
         return self.service
