@@ -230,7 +230,8 @@ class ConversationStore:
             messages = conv.setdefault("messages", [])
             if not 0 <= index < len(messages):
                 raise NotFoundError(
-                    f"This conversation has {len(messages)} messages: there is no message at index {index}.",
+                    f"This conversation has {len(messages)} message{'' if len(messages) == 1 else 's'}: "
+                    f"there is no message at index {index}.",
                     param="index",
                 )
             del messages[index:]
