@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from backend.storage.conversations import ConversationStore  # noqa: E402
 from bench.common import fake_upstream, machine_info, model_env, pct, running_server, table, write_results  # noqa: E402
 
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar".split()
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar"]
 
 
 def populate(root: Path, user_id: str, conversations: int, messages: int) -> int:
