@@ -81,6 +81,25 @@ def cited_files(conv: dict[str, Any]) -> list[str]:
     return list(seen)
 
 
+def find_folded(text: str, folded: str) -> tuple[int, int] | None:
+    """``(start, end)`` in ``text`` of the first match of ``folded`` (a casefolded query) under
+    Unicode case folding — "strasse" finds "Straße", "ΣΟΦΙΑ" finds "σοφια" — or ``None``."""
+    haystack = text.casefold()
+    pos = haystack.find(folded)
+    if pos < 0:
+        return None
+    if len(haystack) == len(text):  # every character folded to one: positions line up
+        return pos, pos + len(folded)
+    starts = []  # the folded position where each original character begins
+    at = 0
+    for ch in text:
+        starts.append(at)
+        at += len(ch.casefold())
+    start = max(i for i, s in enumerate(starts) if s <= pos)
+    end = next((i for i, s in enumerate(starts) if s >= pos + len(folded)), len(text))
+    return start, end
+
+
 def snippet(text: str, start: int, end: int, width: int = SNIPPET_CHARS) -> str:
     """At most ``width`` characters of ``text`` around ``text[start:end]``, whitespace collapsed,
     with "…" where the text goes on."""
@@ -106,6 +125,8 @@ class ConversationStore:
         # same-size rewrite reuses the inode within one clock tick)
         self._dirty: set[tuple[str, str]] = set()
         self._dirty_lock = threading.Lock()
+        # per user: (stamp of index.json, its entries) as last read or written here (entries are never mutated)
+        self._memo: dict[str, tuple[tuple[int, int, int], dict[str, dict[str, Any]]]] = {}
 
     def _user_dir(self, user_id: str) -> Path:
         require_id(user_id, "u", what="user")
@@ -132,11 +153,16 @@ class ConversationStore:
         if not directory.is_dir():
             return {}
         index_path = directory / INDEX_NAME
-        try:
-            cached = read_json(index_path, {}) or {}
-        except ValueError:  # a damaged cache: rebuild it
-            cached = {}
-        old: dict[str, dict[str, Any]] = cached.get("entries", {}) if cached.get("version") == INDEX_VERSION else {}
+        index_stamp = _stamp(index_path)
+        memo = self._memo.get(user_id)
+        if memo is not None and index_stamp is not None and memo[0] == index_stamp:
+            old = memo[1]  # the index as this process last read or wrote it: no need to parse it again
+        else:
+            try:
+                cached = read_json(index_path, {}) or {}
+            except ValueError:  # a damaged cache: rebuild it
+                cached = {}
+            old = cached.get("entries", {}) if cached.get("version") == INDEX_VERSION else {}
         with self._dirty_lock:
             dirty = {c for (u, c) in self._dirty if u == user_id}
             self._dirty -= {(user_id, c) for c in dirty}
@@ -163,6 +189,9 @@ class ConversationStore:
         if (changed or len(fresh) != len(old)) and directory.is_dir():
             with contextlib.suppress(OSError, StorageError):  # a cache: a failed write costs a re-read later
                 atomic_write_json(index_path, {"version": INDEX_VERSION, "entries": fresh})
+                index_stamp = _stamp(index_path)
+        if index_stamp is not None:
+            self._memo[user_id] = (index_stamp, fresh)
         return fresh
 
     def _newest_first(self, user_id: str) -> list[dict[str, Any]]:
@@ -276,14 +305,15 @@ class ConversationStore:
 
     # ------------------------------------------------------------------ search and citations
     def search(self, user_id: str, query: str, limit: int, offset: int, *, max_bytes: int) -> SearchPage:
-        """Conversations whose title or message text contains ``query`` (case-insensitive), newest first.
+        """Conversations whose title or message text contains ``query`` under Unicode case folding
+        (case-insensitive: "strasse" finds "Straße"), newest first.
 
         Each item is a summary plus ``snippet``: up to 160 characters around the first match in the
         messages, or ``None`` when only the title matched. Reads at most ``max_bytes`` of stored JSON,
         newest conversations first; a conversation that no longer fits is skipped and the page says
         ``truncated``.
         """
-        pattern = re.compile(re.escape(query), re.IGNORECASE)
+        folded = query.casefold()
         precheck = not _ESCAPED_RE.search(query)  # then a match in a message is a match in the raw file
         matches: Records = []
         budget = max_bytes
@@ -294,28 +324,28 @@ class ConversationStore:
                 truncated = True
                 continue
             budget -= size
-            item = self._match(user_id, entry, pattern, precheck)
+            item = self._match(user_id, entry, folded, precheck)
             if item is not None:
                 matches.append(item)
         return SearchPage(matches[offset : offset + limit], len(matches), truncated)
 
-    def _match(self, user_id: str, entry: dict[str, Any], pattern: re.Pattern[str], precheck: bool) -> dict[str, Any] | None:
+    def _match(self, user_id: str, entry: dict[str, Any], folded: str, precheck: bool) -> dict[str, Any] | None:
         head = entry["summary"]
-        title_hit = pattern.search(str(head["title"])) is not None
+        title_hit = folded in str(head["title"]).casefold()
         path = self._user_dir(user_id) / f"{head['id']}.json"
         try:
             raw = path.read_text(encoding="utf-8")
         except FileNotFoundError:  # deleted since the listing
             return None
         text_hit = None
-        if not precheck or pattern.search(raw):
+        if not precheck or folded in raw.casefold():  # most files that do not match stop here, unparsed
             conv = _parse_quietly(raw)
             if conv is not None and conv.get("user_id") == user_id:
                 for message in conv.get("messages", []):
                     text = message_text(message)
-                    found = pattern.search(text)
-                    if found:
-                        text_hit = snippet(text, found.start(), found.end())
+                    found = find_folded(text, folded)
+                    if found is not None:
+                        text_hit = snippet(text, *found)
                         break
         if not title_hit and text_hit is None:
             return None
@@ -379,6 +409,14 @@ class ConversationStore:
                 while len(keys) > MAX_IDEMPOTENCY_KEYS:
                     keys.pop(next(iter(keys)))
         return True
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _parse_quietly(raw: str) -> dict[str, Any] | None:

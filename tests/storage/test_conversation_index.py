@@ -9,7 +9,7 @@ import pytest
 
 from backend.errors import NotFoundError
 from backend.storage import conversations as conv_mod
-from backend.storage.conversations import ConversationStore, snippet
+from backend.storage.conversations import ConversationStore, find_folded, snippet
 
 USER = "u_0123456789ab"
 OTHER = "u_ba9876543210"
@@ -133,3 +133,14 @@ def test_snippets_are_at_most_160_characters_around_the_match(text, needle, lead
     assert "\n" not in out and "  " not in out  # whitespace collapsed for a one-line preview
     if lead and trail:  # the match sits in the middle
         assert abs(out.index(needle) - (len(out) - out.index(needle) - len(needle))) <= 2
+
+
+@pytest.mark.parametrize(("text", "query", "found"), [
+    ("Die Straße ist lang", "STRASSE", "Straße"),
+    ("ΣΟΦΙΑ and more", "σοφια", "ΣΟΦΙΑ"),
+    ("Größe: ß then Fluss", "fluss", "Fluss"),  # after a character that folds to two
+    ("nothing here", "zebra", None),
+])
+def test_matching_uses_unicode_case_folding_and_maps_back(text, query, found):
+    span = find_folded(text, query.casefold())
+    assert (text[span[0]:span[1]] if span else None) == found
