@@ -47,6 +47,7 @@ def build_services(settings: Settings, provider: LLMProvider | None = None) -> S
     from backend.rag.jobs import IngestJobs
     from backend.ratelimit import RateLimiter
     from backend.services import LazyRag, Services
+    from backend.slots import PerUserSlots
     from backend.storage.conversations import ConversationStore
     from backend.storage.jsonstore import clean_temp_files
     from backend.storage.keys import ApiKeyStore
@@ -84,6 +85,7 @@ def build_services(settings: Settings, provider: LLMProvider | None = None) -> S
         registration_throttle=RegistrationThrottle(
             s.registration_max_per_ip, s.registration_window_s, s.login_throttle_max_keys
         ),
+        search_slots=PerUserSlots(s.conversation_search_per_user),
         rag_jobs=IngestJobs(s.jobs_path, s.rag_max_jobs_per_user, s.rag_finished_jobs_kept),
         metrics=Metrics(),
         audit=AuditLog(s.audit_log_path),

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from backend.rag.jobs import IngestJobs
     from backend.rag.service import RagService
     from backend.ratelimit import RateLimiter
+    from backend.slots import PerUserSlots
     from backend.storage.conversations import ConversationStore
     from backend.storage.keys import ApiKeyStore
     from backend.storage.responses import ResponseStore
@@ -105,6 +106,7 @@ class Services:
     login_throttle: LoginThrottle
     registration_throttle: RegistrationThrottle
     rag_jobs: IngestJobs  #: background document ingestion
+    search_slots: PerUserSlots  #: conversation searches each user has running (CONVERSATION_SEARCH_PER_USER)
     metrics: Metrics
     audit: AuditLog
     rag_service: LazyRag

@@ -20,6 +20,7 @@ from backend.rag.service import RagService
 from backend.ratelimit import RateLimiter
 from backend.services import Principal
 from backend.settings import Settings
+from backend.storage.conversations import ConversationStore
 
 DOCS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "docs"  # origins and licences: SOURCES.md there
 PDF_DIR = DOCS_DIR / "pdf"
@@ -54,12 +55,14 @@ class MiniServices:
     rag_jobs: IngestJobs = field(init=False)
     upload_limiter: RateLimiter = field(init=False)
     search_limiter: RateLimiter = field(init=False)
+    conversations: ConversationStore = field(init=False)  # the documents list names the conversations citing each
 
     def __post_init__(self) -> None:
         s = self.settings
         self.rag_jobs = IngestJobs(s.jobs_path, s.rag_max_jobs_per_user, s.rag_finished_jobs_kept)
         self.upload_limiter = RateLimiter(s.rag_upload_rpm, 0)
         self.search_limiter = RateLimiter(s.rag_search_rpm, 0)
+        self.conversations = ConversationStore(s.conversations_path)
 
     async def rag(self) -> RagService:
         return self.service
