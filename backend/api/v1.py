@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from backend.api.body import read_json_object, watch_disconnect
+from backend.api.body import body_size, read_json_object, watch_disconnect
 from backend.api.deps import current_user, get_services
 from backend.api.docs import json_body
 from backend.api.embeddings import embedding_model_id
@@ -19,6 +19,7 @@ from backend.chat.pipeline import ChatRun
 from backend.chat.render import EventPump, run_to_completion, sse_body
 from backend.chat.schemas import ChatCompletionRequest
 from backend.errors import BadRequestError, validation_error
+from backend.offload import offload
 from backend.services import Principal, Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -62,7 +63,7 @@ def _validate(payload: dict, max_tokens_limit: int) -> ChatCompletionRequest:
 
 async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
     payload = await read_json_object(request, services.settings)
-    return await asyncio.to_thread(_validate, payload, services.settings.max_tokens_limit)
+    return await offload(body_size(request), _validate, payload, services.settings.max_tokens_limit)
 
 
 def _retry_count(request: Request) -> int:
@@ -113,7 +114,10 @@ async def chat_completions(
             raise
         finally:
             watcher.cancel()
-        await asyncio.to_thread(run.finish, body)  # the conversation append: off the event loop
+        if run.conversation_id:
+            await asyncio.to_thread(run.finish, body)  # the conversation append: off the event loop
+        else:
+            run.finish(body)  # counters only
         metrics.completions.labels(run.base_model, run.mode, stream_label, "ok").inc()
         return JSONResponse(body, headers=headers)
 

@@ -29,6 +29,7 @@ from backend.chat.schemas import ChatCompletionRequest
 from backend.errors import BadRequestError, ContextLengthExceededError
 from backend.llm.tool_calling import resolve_tool_choice
 from backend.llm.types import GenerationParams, StreamEvent, ToolCall, Usage
+from backend.offload import offload
 from backend.ratelimit import enforce_user_limit
 from backend.services import Principal, Services
 from backend.storage.ids import require_id
@@ -131,7 +132,7 @@ class ChatRun:
         )
         # tokenising and the conversation files run off the event loop: a long prompt or a big
         # conversation delays this request only, never /health or other users
-        await asyncio.to_thread(self._check_context, max_tokens)
+        await offload(sum(len(m.get("content") or "") for m in self.messages), self._check_context, max_tokens)
         if req.file_ids:
             for fid in req.file_ids:
                 require_id(fid, "file", what="document")

@@ -103,7 +103,9 @@ class ApiKeyStore:
                 del keys[k]
             return len(doomed)
 
-    def authenticate(self, presented: str) -> dict[str, Any] | None:
+    def authenticate(self, presented: str, *, touch: bool = True) -> dict[str, Any] | None:
+        """The key's record, or None. ``touch``: record the use now (a locked write, at most once a
+        minute per key); callers on the event loop pass False and call ``touch`` off the loop."""
         if not presented.startswith(KEY_PREFIX) or len(presented) > 200:
             return None
         digest = _digest(presented)
@@ -112,14 +114,20 @@ class ApiKeyStore:
         if record is None or not hmac.compare_digest(record["digest"], digest):
             return None
         record = _copy(record)
-        now = int(time.time())
-        if (record.get("last_used_at") or 0) < now - _LAST_USED_RESOLUTION_S:
-            with self._file.update() as data:
-                live = data.get("keys", {}).get(record["id"])
-                if live is not None:
-                    live["last_used_at"] = now
+        if touch and self.touch_due(record["id"]):
+            self.touch(record["id"])
         return record
 
+    def touch_due(self, key_id: str) -> bool:
+        """Whether ``last_used_at`` of this key is older than its resolution (one minute)."""
+        record = self._all().get(key_id)
+        return record is not None and (record.get("last_used_at") or 0) < int(time.time()) - _LAST_USED_RESOLUTION_S
+
+    def touch(self, key_id: str) -> None:
+        with self._file.update() as data:
+            live = data.get("keys", {}).get(key_id)
+            if live is not None:
+                live["last_used_at"] = int(time.time())
 
 def _copy(record: dict[str, Any]) -> dict[str, Any]:
     out = dict(record)

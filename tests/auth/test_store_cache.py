@@ -103,3 +103,18 @@ def test_records_handed_out_are_copies(api):
     assert users.get(api.users["bob"]["id"])["role"] == "user"
     r = api.client.get("/api/admin/users", headers=api.auth("bob"))
     assert r.status_code == 403
+
+
+def test_key_use_is_recorded_once_a_minute(api):
+    r = api.client.post("/api/keys", headers=api.auth("bob"), json={"name": "ci"})
+    key, key_id = r.json()["key"], r.json()["id"]
+    listed = {k["id"]: k for k in api.client.get("/api/keys", headers=api.auth("bob")).json()["data"]}
+    assert listed[key_id]["last_used_at"] is None
+    assert _models(api, key).status_code == 200
+    first = api.services.keys._file.read()["keys"][key_id]["last_used_at"]
+    assert first is not None  # recorded on the first use (off the event loop)
+    path = api.services.settings.keys_path
+    version = path.stat().st_ino  # every write replaces the file (a new inode)
+    for _ in range(3):
+        assert _models(api, key).status_code == 200
+    assert path.stat().st_ino == version  # no further write within the minute
