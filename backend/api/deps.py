@@ -28,8 +28,11 @@ BEARER_SCHEME = HTTPBearer(
 T = TypeVar("T")
 
 
-def get_services(request: Request) -> Services:
-    return request.app.state.services
+async def get_services(request: Request) -> Services:
+    """``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a thread hop
+    on every request for one attribute read."""
+    services: Services = request.app.state.services
+    return services
 
 
 def _executor(services: Services, name: str, workers: int) -> ThreadPoolExecutor:
