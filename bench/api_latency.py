@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -111,25 +112,45 @@ def ms(values: list[float], q: float) -> float:
     return round(pct(values, q) * 1000, 3)  # type: ignore[operator]
 
 
-async def measure(targets: list[tuple[str, str, dict[str, str], str]], args: argparse.Namespace) -> dict[str, Any]:
-    """``targets``: (name, chat-completions URL, headers, model); the first is the upstream direct."""
+def cpu_seconds(pid: int | None) -> float:
+    """User+system CPU time of process ``pid`` so far (Linux ``/proc``; 0 where unavailable)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+Target = tuple[str, str, dict[str, str], str, "int | None"]  # name, URL, headers, model, server pid
+
+
+async def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, Any]:
+    """``targets``: (name, chat-completions URL, headers, model, pid); the first is the upstream direct."""
     res: dict[str, Any] = {"sequential": {}, "throughput": []}
     # interleave the paths in rounds so drift in machine load hits all alike
     samples: dict[str, list[float]] = {name: [] for name, *_ in targets}
+    cpu: dict[str, float] = {name: 0.0 for name, *_ in targets}
     rounds = 5
     for _ in range(rounds):
-        for name, url, headers, model in targets:
-            samples[name] += await sequential(url, headers, model, max(1, args.requests // rounds), warmup=5)
+        for name, url, headers, model, pid in targets:
+            await sequential(url, headers, model, 0, warmup=5)
+            before = cpu_seconds(pid)
+            samples[name] += await sequential(url, headers, model, max(1, args.requests // rounds), warmup=0)
+            cpu[name] += cpu_seconds(pid) - before
     seq = res["sequential"]
     for name, xs in samples.items():
         seq[name] = {"n": len(xs), "p50_ms": ms(xs, 50), "p95_ms": ms(xs, 95), "mean_ms": round(sum(xs) / len(xs) * 1000, 3)}
+        if name != targets[0][0]:  # the server's own CPU per request: what load on the machine cannot inflate
+            seq[name]["server_cpu_ms_per_request"] = round(cpu[name] / len(xs) * 1000, 3)
     direct = seq[targets[0][0]]
     for name, *_ in targets[1:]:
         seq[name]["added_p50_ms"] = round(seq[name]["p50_ms"] - direct["p50_ms"], 3)
         seq[name]["added_p95_ms"] = round(seq[name]["p95_ms"] - direct["p95_ms"], 3)
     seq["added_p50_ms"], seq["added_p95_ms"] = seq["server"]["added_p50_ms"], seq["server"]["added_p95_ms"]
     for conc in args.concurrency:
-        for name, url, headers, model in targets:
+        for name, url, headers, model, _pid in targets:
             row = await throughput(url, headers, model, conc, args.total, args.max_seconds)
             row["path"] = name
             res["throughput"].append(row)
@@ -163,14 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         server = stack.enter_context(running_server(users=("alice", "bob"), admin=("alice",), wait_model=False, **env))
         base_model = server.base_model()
         targets = [
-            ("direct", upstream_v1 + "/chat/completions", {"Authorization": "Bearer x"}, UPSTREAM_MODEL),
-            ("server", server.v1 + "/chat/completions", server.headers("bob"), base_model),
+            ("direct", upstream_v1 + "/chat/completions", {"Authorization": "Bearer x"}, UPSTREAM_MODEL, None),
+            ("server", server.v1 + "/chat/completions", server.headers("bob"), base_model, server.process.pid),
         ]
         if args.baseline:
             tree = stack.enter_context(source_tree(args.baseline))
             old = stack.enter_context(running_server(users=("alice", "bob"), admin=("alice",), wait_model=False,
                                                      repo=tree, **env))
-            targets.insert(1, ("baseline", old.v1 + "/chat/completions", old.headers("bob"), old.base_model()))
+            targets.insert(1, ("baseline", old.v1 + "/chat/completions", old.headers("bob"), old.base_model(),
+                               old.process.pid))
         res = asyncio.run(measure(targets, args))
         res["model_id"] = base_model
     seq = res["sequential"]
@@ -178,15 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nSequential latency (tiny completion, max_tokens=8; user 'bob' with a JWT, non-admin: rate limiter on"
           f" the path){' baseline = ' + args.baseline if args.baseline else ''}")
     print(table(
-        ["path", "n", "p50 ms", "p95 ms", "mean ms", "added p50 ms", "added p95 ms"],
+        ["path", "n", "p50 ms", "p95 ms", "mean ms", "added p50 ms", "added p95 ms", "server CPU ms/req"],
         [[k, seq[k]["n"], seq[k]["p50_ms"], seq[k]["p95_ms"], seq[k]["mean_ms"], seq[k].get("added_p50_ms", "-"),
-          seq[k].get("added_p95_ms", "-")] for k in names],
+          seq[k].get("added_p95_ms", "-"), seq[k].get("server_cpu_ms_per_request", "-")] for k in names],
     ))
     print(f"added by the server: p50 {seq['added_p50_ms']:.2f} ms, p95 {seq['added_p95_ms']:.2f} ms (goal <= 3 ms at p50)")
     if args.baseline:
         ratio = seq["server"]["added_p50_ms"] / seq["baseline"]["added_p50_ms"] if seq["baseline"]["added_p50_ms"] > 0 else None
         res["added_p50_ratio_vs_baseline"] = round(ratio, 3) if ratio is not None else None
         print(f"added p50 now / baseline {args.baseline}: {ratio:.2f}" if ratio is not None else "baseline added nothing?")
+        old_cpu = seq["baseline"]["server_cpu_ms_per_request"]
+        if old_cpu:
+            res["server_cpu_ratio_vs_baseline"] = round(seq["server"]["server_cpu_ms_per_request"] / old_cpu, 3)
+            print(f"server CPU per request now / baseline: {res['server_cpu_ratio_vs_baseline']:.2f}")
     print("\nThroughput")
     print(table(
         ["clients", "path", "completed", "req/s", "p50 ms", "p95 ms", "errors"],
