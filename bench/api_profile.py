@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("request validation (pydantic)", ("pydantic", "backend/chat/schemas.py")),
     ("rate limit + fair queue", ("backend/ratelimit.py", "backend/llm/scheduler.py")),
     ("upstream client (openai sdk)", ("openai/",)),
-    ("upstream http (httpx/httpcore)", ("httpx/", "httpcore/", "anyio/", "h11/")),
+    ("upstream http (aiohttp/httpx)", ("aiohttp/", "httpx/", "httpcore/", "anyio/", "h11/", "yarl/", "multidict/")),
     ("upstream provider glue", ("backend/llm/openai_provider.py", "backend/llm/base.py")),
     ("metrics (prometheus)", ("prometheus_client/",)),
     ("logging", ("logging/", "backend/observability/logging.py")),
@@ -45,7 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("our middleware", ("backend/middleware.py",)),
     ("fastapi/starlette", ("fastapi/", "starlette/")),
     ("uvicorn + httptools", ("uvicorn/", "httptools")),
-    ("thread pool hops", ("concurrent/futures", "threading.py", "asyncio/")),
+    ("threads + asyncio (hops, tasks, loop)", ("concurrent/futures", "threading.py", "asyncio/")),
 ]
 
 
