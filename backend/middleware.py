@@ -8,6 +8,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +36,7 @@ SECURITY_HEADERS = [
 ]
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -57,7 +58,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
         rid = incoming if _RID_RE.fullmatch(incoming) else "req_" + secrets.token_hex(12)
         token = request_id_var.set(rid)
         scope.setdefault("state", {})["request_id"] = rid
@@ -80,20 +81,20 @@ class RequestContextMiddleware:
             app = scope.get("app")
             services = getattr(getattr(app, "state", None), "services", None)
             if services is not None:
-                services.metrics.requests.labels(route_path, scope["method"], str(status_holder["status"])).inc()
-                services.metrics.latency.labels(route_path, scope["method"]).observe(duration)
-            log.info(
-                "%s %s %s",
-                scope["method"],
-                route_path,
-                status_holder["status"],
-                extra={
-                    "route": route_path,
-                    "method": scope["method"],
-                    "status": status_holder["status"],
-                    "duration_ms": round(duration * 1000, 1),
-                },
-            )
+                services.metrics.observe_request(route_path, scope["method"], str(status_holder["status"]), duration)
+            if log.isEnabledFor(logging.INFO):  # the extra dict is not built for a line nobody writes
+                log.info(
+                    "%s %s %s",
+                    scope["method"],
+                    route_path,
+                    status_holder["status"],
+                    extra={
+                        "route": route_path,
+                        "method": scope["method"],
+                        "status": status_holder["status"],
+                        "duration_ms": round(duration * 1000, 1),
+                    },
+                )
             request_id_var.reset(token)
 
 

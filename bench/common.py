@@ -226,7 +226,7 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def create_users(env: dict[str, str], users: Sequence[str], admin: Sequence[str] = ()) -> None:
+def create_users(env: dict[str, str], users: Sequence[str], admin: Sequence[str] = (), repo: Path = REPO) -> None:
     """Create accounts straight in the user store (the same code `run_backend.py create-user` runs)."""
     code = (
         "import sys, json\n"
@@ -241,7 +241,7 @@ def create_users(env: dict[str, str], users: Sequence[str], admin: Sequence[str]
     )
     spec = json.dumps({"users": list(users), "admin": list(admin), "password": PASSWORD})
     out = subprocess.run(
-        [sys.executable, "-c", code], input=spec, env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code], input=spec, env=env, cwd=repo, capture_output=True, text=True, timeout=120
     )
     if out.returncode != 0:
         raise RuntimeError(f"creating users failed:\n{out.stderr[-2000:]}")
@@ -253,18 +253,20 @@ def start_server(
     admin: Sequence[str] = ("alice",),
     wait_model: bool = True,
     timeout_s: float = 900,
+    repo: Path = REPO,
     **env_extra: Any,
 ) -> BenchServer:
-    """Start ``run_backend.py`` on a free port with fresh state and log the users in."""
+    """Start ``run_backend.py`` on a free port with fresh state and log the users in. ``repo``: the
+    source tree to run (another commit's, exported, to compare against in the same run)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = server_env(data_dir, **env_extra)
-    create_users(env, users, admin)
+    create_users(env, users, admin, repo)
     log_path = data_dir.parent / f"server-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(REPO / "run_backend.py"), "--host", "127.0.0.1", "--port", str(port)],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, str(repo / "run_backend.py"), "--host", "127.0.0.1", "--port", str(port)],
+            env=env, cwd=repo, stdout=log, stderr=subprocess.STDOUT,
         )
     server = BenchServer(f"http://127.0.0.1:{port}", proc, data_dir, log_path)
     deadline = time.time() + timeout_s
@@ -313,6 +315,15 @@ def running_server(**kw: Any) -> Iterator[BenchServer]:
             raise
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def source_tree(ref: str) -> Iterator[Path]:
+    """The tracked files of commit ``ref``, exported to a temporary directory (``git archive``)."""
+    with tempfile.TemporaryDirectory(prefix="bench-src-") as tmp:
+        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        yield Path(tmp)
 
 
 @contextlib.contextmanager

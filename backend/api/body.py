@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from backend.errors import BadRequestError
+from backend.offload import offload
 from backend.settings import Settings
 
 
@@ -28,8 +29,14 @@ def _json_depth(value: object, limit: int) -> bool:
 async def read_json_object(request: Request, settings: Settings) -> dict[str, Any]:
     """The body as a JSON object; malformed, too deep or non-Unicode bodies are a clear 400."""
     raw = await request.body()
-    # decoding up to MAX_BODY_BYTES of JSON is CPU work: off the event loop
-    return await asyncio.to_thread(_decode, raw, settings.max_json_depth)
+    request.state.body_size = len(raw)
+    # decoding up to MAX_BODY_BYTES of JSON is CPU work: off the event loop unless the body is small
+    return await offload(len(raw), _decode, raw, settings.max_json_depth)
+
+
+def body_size(request: Request) -> int:
+    """The length of the body ``read_json_object`` read (what later CPU work on it scales with)."""
+    return int(getattr(request.state, "body_size", 0))
 
 
 def _decode(raw: bytes, max_depth: int) -> dict[str, Any]:

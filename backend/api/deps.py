@@ -27,9 +27,12 @@ BEARER_SCHEME = HTTPBearer(
 T = TypeVar("T")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a thread hop
+    on every request for one attribute read."""
     services: Services = request.app.state.services
     return services
+
 
 
 async def off_loop(services: Services, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -61,12 +64,13 @@ def _anonymous() -> Principal:
     return Principal(ANONYMOUS_USER_ID, "anonymous", "user", "anonymous", scopes=ANONYMOUS_SCOPES)
 
 
-def authenticate(token: str | None, services: Services, *, loopback: bool = True) -> Principal:
+def authenticate(token: str | None, services: Services, *, loopback: bool = True, touch: bool = True) -> Principal:
     """Resolve a bearer credential (JWT or API key) to a Principal, or raise 401.
 
     With ``ALLOW_ANONYMOUS`` on a loopback connection, a request without credentials, or with a
     value that is not one of ours (local clients send dummy keys such as ``sk-no-key``), is the
     anonymous user; our own keys and tokens are still checked, so an expired one is a 401.
+    ``touch=False``: an API key's ``last_used_at`` is left for the caller to record (off the loop).
     """
     anonymous_ok = services.settings.allow_anonymous and loopback
     if token is None or (anonymous_ok and not token.startswith(KEY_PREFIX) and not _looks_like_jwt(token)):
@@ -74,7 +78,7 @@ def authenticate(token: str | None, services: Services, *, loopback: bool = True
             return _anonymous()
         raise AuthenticationError("Missing bearer token: send 'Authorization: Bearer <token or API key>'.")
     if token.startswith(KEY_PREFIX):
-        return _key_principal(token, services)
+        return _key_principal(token, services, touch)
     claims = services.tokens.decode(token)
     user = services.users.get(claims.sub)
     if user is None:
@@ -86,8 +90,8 @@ def authenticate(token: str | None, services: Services, *, loopback: bool = True
     return Principal(user["id"], user["username"], user["role"], "jwt", claims.jti, scopes=ALL_SCOPES)
 
 
-def _key_principal(token: str, services: Services) -> Principal:
-    record = services.keys.authenticate(token)
+def _key_principal(token: str, services: Services, touch: bool = True) -> Principal:
+    record = services.keys.authenticate(token, touch=touch)
     if record is None:
         raise AuthenticationError("Incorrect API key provided.")
     if record.get("expires_at") is not None and record["expires_at"] <= time.time():
@@ -99,6 +103,13 @@ def _key_principal(token: str, services: Services) -> Principal:
         raise AuthenticationError("This API key was revoked by a password or account change.", code="api_key_revoked")
     scopes = frozenset(record.get("scopes") or DEFAULT_KEY_SCOPES)
     return Principal(user["id"], user["username"], user["role"], "api_key", record["id"], scopes=scopes)
+
+
+def _auth_inline(services: Services) -> bool:
+    """Authentication inline, without a thread hop: it reads local files through caches (users and
+    keys: one ``stat`` each while unchanged; a JWT check is one HMAC). With state shared over the
+    network (``REDIS_URL``: revocations, throttles) it may wait on a socket, so it runs off the loop."""
+    return getattr(services.settings, "redis_url", None) is None
 
 
 def _route_path(request: Request) -> str:
@@ -115,8 +126,13 @@ async def current_user(
     if cached is not None:
         return cached
     server = request.scope.get("server")
-    loopback = server is not None and is_loopback_host(str(server[0]))
-    principal = await off_loop(services, authenticate, _bearer(request), services, loopback=loopback)
+    loopback = bool(server) and is_loopback_host(str(server[0]))
+    if _auth_inline(services):
+        principal = authenticate(_bearer(request), services, loopback=loopback, touch=False)
+        if principal.via == "api_key" and principal.token_id and services.keys.touch_due(principal.token_id):
+            await off_loop(services, services.keys.touch, principal.token_id)  # a locked write: once a minute
+    else:
+        principal = await off_loop(services, authenticate, _bearer(request), services, loopback=loopback)
     needed = required_scope(request.method, _route_path(request))
     if needed not in principal.scopes:
         if principal.via == "api_key":

@@ -6,7 +6,6 @@ The chat route only wires the four steps: ``prepare`` (``backend.chat.plan``) â†
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from typing import Any
@@ -15,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from backend.api.body import read_json_object
+from backend.api.body import body_size, read_json_object
 from backend.api.deps import current_user, get_services
 from backend.api.docs import json_body
 from backend.api.embeddings import embedding_model_id
@@ -28,6 +27,7 @@ from backend.chat.run import run
 from backend.chat.schemas import ChatCompletionRequest
 from backend.errors import BadRequestError, validation_error
 from backend.modes import model_ids, parse_model_id
+from backend.offload import offload
 from backend.services import Principal, Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -71,7 +71,7 @@ def _validate(payload: dict[str, Any], max_tokens_limit: int) -> ChatCompletionR
 
 async def _parse(request: Request, services: Services) -> ChatCompletionRequest:
     payload = await read_json_object(request, services.settings)
-    return await asyncio.to_thread(_validate, payload, services.settings.max_tokens_limit)
+    return await offload(body_size(request), _validate, payload, services.settings.max_tokens_limit)
 
 
 def request_info(request: Request, conversation_id: str | None) -> RequestInfo:

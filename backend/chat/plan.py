@@ -22,8 +22,9 @@ from backend.errors import BadRequestError, ContextLengthExceededError
 from backend.llm.base import LLMProvider
 from backend.llm.scheduled import CallCounter
 from backend.llm.tool_calling import resolve_tool_choice
-from backend.llm.types import GenerationParams, Message
+from backend.llm.types import GenerationParams, Message, message_text
 from backend.modes import Mode, parse_model_id
+from backend.offload import offload
 from backend.ratelimit import enforce_user_limit
 from backend.services import Principal, Services
 from backend.storage.ids import require_id
@@ -181,7 +182,8 @@ async def prepare(services: Services, principal: Principal, req: ChatCompletionR
     max_tokens = params.max_tokens or settings.default_max_tokens
     # tokenising and the conversation files run off the event loop: a long prompt or a big
     # conversation delays this request only, never /health or other users
-    estimate = await asyncio.to_thread(check_context, provider, messages, max_tokens)
+    prompt_chars = sum(len(message_text(m.get("content"), strict=False)) for m in messages)
+    estimate = await offload(prompt_chars, check_context, provider, messages, max_tokens)
     for fid in req.file_ids or []:
         require_id(fid, "file", what="document")
     # the rate limit before any work or state: no routing (the router's LLM call takes a model

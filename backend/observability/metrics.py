@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -33,6 +35,19 @@ class Metrics:
         )
         self.tool_calls = Counter("agent_tool_calls_total", "Server-side tool calls", ["tool", "outcome"], registry=r)
         self.rate_limited = Counter("rate_limited_total", "Requests refused by rate limits", ["kind"], registry=r)
+
+        self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, method: str, status: str, duration_s: float) -> None:
+        """Count one HTTP request and observe its latency (label children cached: ``labels()`` takes
+        a lock and builds tuples on every call)."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, status), self.latency.labels(route, method))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(duration_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

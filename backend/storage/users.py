@@ -1,4 +1,8 @@
-"""Users in ``data/users/users.json``: ``{"users": {user_id: {...}}}``."""
+"""Users in ``data/users/users.json``: ``{"users": {user_id: {...}}}``.
+
+Read on every authenticated request, so reads come from a ``CachedJsonFile`` (one ``stat`` while the
+file is unchanged; a change by any process is seen on the next read). Records handed out are copies.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ from typing import Any
 
 from backend.auth.passwords import hash_password, validate_password
 from backend.errors import BadRequestError, ConflictError, NotFoundError
+from backend.storage.cached import CachedJsonFile
 from backend.storage.ids import new_id, require_id, require_username
-from backend.storage.jsonstore import JsonFile
 
 ROLES = ("admin", "user")
 PUBLIC_FIELDS = ("id", "username", "role", "disabled", "created_at")
@@ -21,17 +25,20 @@ def public_user(record: dict[str, Any]) -> dict[str, Any]:
 
 class UserStore:
     def __init__(self, path: Path, bcrypt_rounds: int = 12) -> None:
-        self._file = JsonFile(path, lambda: {"users": {}})
+        self._file = CachedJsonFile(path, lambda: {"users": {}})
         self._rounds = bcrypt_rounds
 
     def _all(self) -> dict[str, dict[str, Any]]:
-        return self._file.read().get("users", {})
+        """The cached document's users: read-only (copy a record before handing it out)."""
+        users: dict[str, dict[str, Any]] = self._file.snapshot().get("users", {})
+        return users
 
     def count(self) -> int:
         return len(self._all())
 
     def get(self, user_id: str) -> dict[str, Any] | None:
-        return self._all().get(user_id)
+        user = self._all().get(user_id)
+        return dict(user) if user is not None else None
 
     def require(self, user_id: str) -> dict[str, Any]:
         require_id(user_id, "u", what="user")
@@ -44,12 +51,12 @@ class UserStore:
         key = username.casefold()
         for user in self._all().values():
             if user["username"].casefold() == key:
-                return user
+                return dict(user)
         return None
 
     def list(self, limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         users = sorted(self._all().values(), key=lambda u: u["created_at"])
-        return users[offset : offset + limit], len(users)
+        return [dict(u) for u in users[offset : offset + limit]], len(users)
 
     def create(self, username: str, password: str, role: str = "user") -> dict[str, Any]:
         require_username(username)

@@ -156,3 +156,43 @@ def test_health_reports_model_without_secrets(settings_factory, fake_openai):
     down = create_provider(settings_factory(llm_provider="openai", openai_base_url="http://127.0.0.1:9/v1"))
     bad = arun(down.health())
     assert bad["ok"] is False and "not reachable" in bad["error"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "fragment"),
+    [
+        ("500", UpstreamError, "HTTP 500"),
+        ("429", ServiceUnavailableError, "rate limiting"),
+        ("401", UpstreamError, "credentials"),
+        ("400", ContextLengthExceededError, "maximum context length"),
+        ("404", UpstreamError, "fake-model"),
+        ("garbage", UpstreamError, "malformed"),
+        ("truncate", UpstreamError, "malformed"),
+        ("drop", UpstreamError, "broke the connection"),
+    ],
+)
+def test_non_stream_failures_map_like_the_stream(settings_factory, fake_openai, fault, error, fragment):
+    """The plain-HTTP non-stream path maps every upstream failure as the streamed one does."""
+    provider = make(settings_factory, fake_openai)
+    fake_openai.fault = fault
+    with pytest.raises(error) as err:
+        arun(provider.complete(HI, GenerationParams()))
+    assert fragment in err.value.message
+    if fault == "429":
+        assert err.value.headers["Retry-After"] == "7"
+    assert "sk-test-upstream" not in err.value.message
+    assert fake_openai.requests[-1].get("stream") is None  # really the non-stream request
+
+
+def test_non_stream_sends_the_key_and_reads_usage(settings_factory):
+    from tests.fixtures.fake_openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer(api_key="sk-test-upstream") as srv:
+        provider = make(settings_factory, srv)
+        result = arun(provider.complete(HI, GenerationParams(max_tokens=50)))
+        assert result.content == FIXED_TEXT and result.finish_reason == "stop"
+        assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens == len(FIXED_TEXT.split())
+        wrong = create_provider(settings_factory(llm_provider="openai", openai_base_url=srv.base_url,
+                                                 openai_api_key="sk-wrong", openai_model="fake-model"))
+        with pytest.raises(UpstreamError, match="credentials"):
+            arun(wrong.complete(HI, GenerationParams()))
