@@ -35,7 +35,6 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
     from backend.llm.scheduler import FairScheduler
     from backend.observability.audit import AuditLog
     from backend.observability.metrics import Metrics
-    from backend.ratelimit import RateLimiter
     from backend.services import Services
     from backend.storage.conversations import ConversationStore
     from backend.storage.jsonstore import clean_temp_files
@@ -52,25 +51,35 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
         from backend.llm.factory import create_provider
 
         provider = create_provider(settings)
+    # --- shared state (issue 15, scale-out): in this process, or in Redis when REDIS_URL is set ----
+    from backend.shared_state import SharedState
+
+    shared = SharedState.from_settings(settings)
+    revocations = shared.revocations(settings.secrets_path / "revoked_tokens.json")
+    rate_limiter = shared.rate_limiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
+    # --- end shared state
     return Services(
         settings=settings,
         users=UserStore(settings.users_path, settings.bcrypt_rounds),
         keys=ApiKeyStore(settings.keys_path),
         conversations=ConversationStore(settings.conversations_path),
         tokens=TokenService(
-            load_jwt_secret(settings), settings.jwt_expiry_minutes, settings.secrets_path / "revoked_tokens.json"
+            load_jwt_secret(settings), settings.jwt_expiry_minutes, revocations
         ),
         provider=provider,
         scheduler=FairScheduler(
-            provider.parallel, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None
+            provider.parallel, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None,
+            accounting=shared.queue_accounting("model"),
         ),
-        rate_limiter=RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm),
+        rate_limiter=rate_limiter,
         metrics=Metrics(),
         audit=AuditLog(settings.audit_log_path),
         embedding_scheduler=FairScheduler(
-            1, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None
+            1, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None,
+            accounting=shared.queue_accounting("embeddings"),
         ),
         responses=ResponseStore(settings.responses_path, settings.responses_max_per_user),
+        shared=shared,
     )
 
 
@@ -124,6 +133,7 @@ def create_app(settings: Settings | None = None, *, provider=None) -> FastAPI:  
             rag = services.rag_if_loaded()
             if rag is not None and hasattr(rag, "aclose"):
                 await rag.aclose()
+            services.shared.close()  # the Redis connection pool, if any
             for pool in [v for v in services.extras.values() if isinstance(v, ThreadPoolExecutor)]:
                 pool.shutdown(wait=False, cancel_futures=True)  # the auth/store and bcrypt pools
 

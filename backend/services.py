@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from backend.mcp.client import McpManager
     from backend.observability.audit import AuditLog
     from backend.observability.metrics import Metrics
-    from backend.ratelimit import RateLimiter
+    from backend.ratelimit import RateLimits
+    from backend.shared_state import SharedState
     from backend.storage.conversations import ConversationStore
     from backend.storage.keys import ApiKeyStore
     from backend.storage.responses import ResponseStore
@@ -54,13 +55,14 @@ class Services:
     tokens: TokenService
     provider: LLMProvider
     scheduler: FairScheduler
-    rate_limiter: RateLimiter
+    rate_limiter: RateLimits
     metrics: Metrics
     audit: AuditLog
     #: fair per-user queue in front of the embedding model (``/v1/embeddings``, one batch at a time)
     embedding_scheduler: FairScheduler | None = None
     responses: ResponseStore = None  # type: ignore[assignment]  # stored /v1/responses (built in build_services)
     mcp: McpManager | None = None  # attached MCP servers (backend.mcp.client), started in the lifespan
+    shared: SharedState = None  # type: ignore[assignment]  # where limits etc. live: memory or Redis (scale-out)
     extras: dict[str, Any] = field(default_factory=dict)
     _rag: Any = None
     _rag_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -15,6 +15,7 @@ from backend.auth.passwords import verify_password
 from backend.auth.throttle import LoginThrottle, RegistrationThrottle
 from backend.errors import AuthenticationError, BadRequestError, PermissionDeniedError
 from backend.services import Principal, Services
+from backend.shared_state import shared_state
 from backend.storage.users import public_user
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -43,8 +44,11 @@ def _throttle(services: Services) -> LoginThrottle:
     t = services.extras.get("login_throttle")
     if t is None:
         s = services.settings
+        counter = shared_state(services).counter("login", s.login_max_failures, s.login_window_s,
+                                                 s.login_throttle_max_keys)  # this process, or Redis
         t = services.extras.setdefault(
-            "login_throttle", LoginThrottle(s.login_max_failures, s.login_window_s, s.login_throttle_max_keys)
+            "login_throttle",
+            LoginThrottle(s.login_max_failures, s.login_window_s, s.login_throttle_max_keys, counter=counter),
         )
     return t
 
@@ -53,9 +57,12 @@ def _registrations(services: Services) -> RegistrationThrottle:
     t = services.extras.get("registration_throttle")
     if t is None:
         s = services.settings
+        counter = shared_state(services).counter("register", s.registration_max_per_ip, s.registration_window_s,
+                                                 s.login_throttle_max_keys)
         t = services.extras.setdefault(
             "registration_throttle",
-            RegistrationThrottle(s.registration_max_per_ip, s.registration_window_s, s.login_throttle_max_keys),
+            RegistrationThrottle(s.registration_max_per_ip, s.registration_window_s, s.login_throttle_max_keys,
+                                 counter=counter),
         )
     return t
 

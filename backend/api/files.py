@@ -27,8 +27,9 @@ from backend.api.deps import current_user, get_services
 from backend.errors import APIError, BadRequestError, PayloadTooLargeError
 from backend.rag.jobs import IngestJobs
 from backend.rag.service import IngestItem, RagService
-from backend.ratelimit import RateLimiter
+from backend.ratelimit import RateLimits
 from backend.services import Principal, Services
+from backend.shared_state import shared_state
 
 log = logging.getLogger("backend.api.files")
 
@@ -67,15 +68,16 @@ def _jobs(services: Services) -> IngestJobs:
         settings = services.settings
         jobs = services.extras.setdefault(
             "rag_jobs",
-            IngestJobs(settings.jobs_path, settings.rag_max_jobs_per_user, settings.rag_finished_jobs_kept),
+            IngestJobs(settings.jobs_path, settings.rag_max_jobs_per_user, settings.rag_finished_jobs_kept,
+                       board=shared_state(services).job_board()),  # Redis: status seen by every replica
         )
     return jobs
 
 
-def _limiter(services: Services, name: str, rpm: int) -> RateLimiter:
+def _limiter(services: Services, name: str, rpm: int) -> RateLimits:
     limiter = services.extras.get(name)
     if limiter is None:
-        limiter = services.extras.setdefault(name, RateLimiter(rpm, 0))
+        limiter = services.extras.setdefault(name, shared_state(services).rate_limiter(rpm, 0, name))
     return limiter
 
 
