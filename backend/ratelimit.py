@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 from backend.errors import RateLimitError
 
 if TYPE_CHECKING:
+    from limits.util import WindowStats
+
     from backend.services import Principal, Services
     from backend.shared_state import RedisConnection
 
@@ -149,31 +151,30 @@ class RedisRateLimiter:
         self._rpm_item = RateLimitItemPerMinute(max(1, rpm), namespace=f"{name}-rpm")
         self._tpm_item = RateLimitItemPerMinute(max(1, tpm), namespace=f"{name}-tpm")
 
-    def _state(self, user_id: str) -> RateState:
+    def _state(self, user_id: str, tokens: WindowStats | None = None, requests: WindowStats | None = None) -> RateState:
+        """The headers' numbers (windows already read in this request are not read again)."""
         now = time.time()
-        resets: list[float] = []
-        remaining_requests = remaining_tokens = 0
-        if self.rpm:
-            stats = self._requests.get_window_stats(self._rpm_item, user_id)
-            remaining_requests = stats.remaining
-            resets.append(stats.reset_time)
-        if self.tpm:
-            stats = self._tokens.get_window_stats(self._tpm_item, user_id)
-            remaining_tokens = stats.remaining
-            resets.append(stats.reset_time)
-        return RateState(self.rpm, remaining_requests, self.tpm, remaining_tokens, min(resets, default=now) - now)
+        if self.rpm and requests is None:
+            requests = self._requests.get_window_stats(self._rpm_item, user_id)
+        if self.tpm and tokens is None:
+            tokens = self._tokens.get_window_stats(self._tpm_item, user_id)
+        resets = [w.reset_time for w in (requests, tokens) if w is not None]
+        return RateState(self.rpm, requests.remaining if requests else 0, self.tpm, tokens.remaining if tokens else 0,
+                         min(resets, default=now) - now)
 
     def check(self, user_id: str, estimated_tokens: int = 0) -> RateState:
         with self._redis.guard():
-            if self.tpm:
-                stats = self._tokens.get_window_stats(self._tpm_item, user_id)
-                used = self.tpm - stats.remaining
+            tokens = self._tokens.get_window_stats(self._tpm_item, user_id) if self.tpm else None
+            if tokens is not None:
+                used = self.tpm - tokens.remaining
                 if used > 0 and used + estimated_tokens > self.tpm:
-                    _raise_limited("tokens per minute", self.tpm, stats.reset_time - time.time(), self._state(user_id))
+                    _raise_limited("tokens per minute", self.tpm, tokens.reset_time - time.time(),
+                                   self._state(user_id, tokens))
             if self.rpm and not self._requests.hit(self._rpm_item, user_id):
-                stats = self._requests.get_window_stats(self._rpm_item, user_id)
-                _raise_limited("requests per minute", self.rpm, stats.reset_time - time.time(), self._state(user_id))
-            return self._state(user_id)
+                requests = self._requests.get_window_stats(self._rpm_item, user_id)
+                _raise_limited("requests per minute", self.rpm, requests.reset_time - time.time(),
+                               self._state(user_id, tokens, requests))
+            return self._state(user_id, tokens)
 
     def record_tokens(self, user_id: str, tokens: int) -> None:
         if tokens <= 0 or not self.tpm:
