@@ -180,7 +180,9 @@ class RedisRateLimiter:
         if tokens <= 0 or not self.tpm:
             return
         with self._redis.guard():
-            for _ in range(3):  # another replica may charge between the read and the hit: read again
+            if self._tokens.hit(self._tpm_item, user_id, cost=tokens):  # the common case: one round trip
+                return
+            for _ in range(3):  # past the budget: charge what is left (re-read if another replica charged meanwhile)
                 remaining = self._tokens.get_window_stats(self._tpm_item, user_id).remaining
                 cost = min(tokens, remaining)
                 if cost <= 0 or self._tokens.hit(self._tpm_item, user_id, cost=cost):
