@@ -147,7 +147,7 @@ class SharedState:
 
         if self.redis is None:
             return FileRevocations(path)
-        return RedisRevocations(self.redis)
+        return RedisRevocations(self.redis, legacy=path)
 
     def queue_accounting(self, name: str) -> QueueAccounting:
         from backend.llm.scheduler import LocalQueueAccounting, RedisQueueAccounting

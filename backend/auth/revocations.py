@@ -39,13 +39,37 @@ class FileRevocations:
 
 
 class RedisRevocations:
-    def __init__(self, redis: RedisConnection) -> None:
+    """Revocations in Redis. ``legacy``: the file an in-process deployment kept them in; its unexpired
+    entries are copied into Redis before the first lookup, so switching to ``REDIS_URL`` does not bring
+    logged-out tokens back."""
+
+    def __init__(self, redis: RedisConnection, legacy: Path | None = None) -> None:
         self._redis = redis
+        self._legacy = legacy
 
     def _key(self, jti: str) -> str:
         return self._redis.key("revoked", jti)
 
+    def _import_legacy(self) -> None:
+        path, self._legacy = self._legacy, None
+        if path is None or not path.exists():
+            return
+        now = int(time.time())
+        entries = {j: int(exp) for j, exp in JsonFile(path).read().items() if isinstance(exp, int) and exp >= now}
+        if not entries:
+            return
+        pipe = self._redis.client.pipeline(transaction=False)
+        for jti, exp in entries.items():
+            pipe.set(self._key(jti), "1", ex=max(1, exp - now + 10), nx=True)
+        try:
+            self._redis.call(pipe.execute)
+        except Exception:
+            self._legacy = path  # Redis down: try again at the next lookup
+            raise
+
     def is_revoked(self, jti: str) -> bool:
+        if self._legacy is not None:
+            self._import_legacy()
         return bool(self._redis.call(self._redis.client.exists, self._key(jti)))
 
     def revoke(self, jti: str, expires_at: int) -> None:

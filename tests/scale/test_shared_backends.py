@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from backend.auth.revocations import FileRevocations
 from backend.auth.throttle import LoginThrottle
 from backend.errors import RateLimitError, ServiceUnavailableError
 from backend.llm.scheduler import FairScheduler
@@ -75,11 +76,15 @@ def test_login_lockout_is_shared(replicas: tuple[SharedState, SharedState]) -> N
 
 
 def test_revocation_is_shared(replicas: tuple[SharedState, SharedState], tmp_path: Path) -> None:
-    a, b = (s.revocations(tmp_path / "unused.json") for s in replicas)
+    legacy = tmp_path / "revoked_tokens.json"  # what an in-process deployment had revoked before REDIS_URL
+    FileRevocations(legacy).revoke("jti-before", int(time.time()) + 3600)
+    FileRevocations(legacy).revoke("jti-expired", int(time.time()) - 100)
+    a, b = (s.revocations(legacy) for s in replicas)
     assert not b.is_revoked("jti-1")
+    assert b.is_revoked("jti-before") and not b.is_revoked("jti-expired")  # carried over, expired ones dropped
     a.revoke("jti-1", int(time.time()) + 3600)
     assert b.is_revoked("jti-1") and not b.is_revoked("jti-2")
-    assert not (tmp_path / "unused.json").exists()  # kept in Redis, not in the file
+    assert "jti-1" not in legacy.read_text()  # kept in Redis, not in the file
     b.revoke("jti-old", int(time.time()) - 100)  # already expired: kept briefly (leeway), then gone
     ttl = replicas[0].redis.client.ttl(replicas[0].redis.key("revoked", "jti-old"))  # type: ignore[union-attr]
     assert 0 < ttl <= 11
