@@ -219,9 +219,12 @@ def test_redis_down_is_a_clean_503_and_service_resumes(tmp_path: Path, upstream:
             err = assert_openai_error(attempt, 503, "shared_state_unavailable")
             assert "Redis" in err["message"] and attempt.headers["Retry-After"] == "1"
         assert httpx.get(replica.base + "/health").status_code == 200  # the process itself is fine
+        detailed = httpx.get(replica.base + "/health/detailed", timeout=30)
+        assert detailed.status_code == 503 and detailed.json()["shared_state"] == {"backend": "redis", "ok": False}
         redis.start()  # same port, empty: service resumes after the retry interval
         time.sleep(1.2)
         assert replica.chat(auth).status_code == 200
+        assert httpx.get(replica.base + "/health/detailed", timeout=30).json()["shared_state"]["ok"] is True
     finally:
         stop(replica)
         redis.stop()
