@@ -45,8 +45,8 @@ def build_services(settings: Settings, provider: LLMProvider | None = None) -> S
     from backend.observability.audit import AuditLog
     from backend.observability.metrics import Metrics
     from backend.rag.jobs import IngestJobs
-    from backend.ratelimit import RateLimiter
     from backend.services import LazyRag, Services
+    from backend.shared_state import SharedState
     from backend.slots import PerUserSlots
     from backend.storage.conversations import ConversationStore
     from backend.storage.jsonstore import clean_temp_files
@@ -66,6 +66,8 @@ def build_services(settings: Settings, provider: LLMProvider | None = None) -> S
         provider = create_provider(settings)
     s = settings
     per_user = s.queue_max_per_user or None
+    # where limits, throttles, revocations, queue places and job status live: here, or Redis (REDIS_URL)
+    shared = SharedState.from_settings(s)
     return Services(
         settings=settings,
         users=UserStore(s.users_path, s.bcrypt_rounds),
@@ -73,25 +75,39 @@ def build_services(settings: Settings, provider: LLMProvider | None = None) -> S
         conversations=ConversationStore(s.conversations_path),
         responses=ResponseStore(s.responses_path, s.responses_max_per_user),
         usage=UsageStore(s.usage_path),
-        tokens=TokenService(load_jwt_secret(s), s.jwt_expiry_minutes, s.secrets_path / "revoked_tokens.json"),
+        tokens=TokenService(
+            load_jwt_secret(s), s.jwt_expiry_minutes, shared.revocations(s.secrets_path / "revoked_tokens.json")
+        ),
         provider=provider,
         model=ModelReadiness(provider),
-        scheduler=FairScheduler(provider.parallel, s.queue_max_size, s.queue_timeout_s, per_user),
-        embedding_scheduler=FairScheduler(1, s.queue_max_size, s.queue_timeout_s, per_user),
-        rate_limiter=RateLimiter(s.rate_limit_rpm, s.rate_limit_tpm),
-        upload_limiter=RateLimiter(s.rag_upload_rpm, 0),
-        search_limiter=RateLimiter(s.rag_search_rpm, 0),
-        login_throttle=LoginThrottle(s.login_max_failures, s.login_window_s, s.login_throttle_max_keys),
+        scheduler=FairScheduler(
+            provider.parallel, s.queue_max_size, s.queue_timeout_s, per_user, accounting=shared.queue_accounting("model")
+        ),
+        embedding_scheduler=FairScheduler(
+            1, s.queue_max_size, s.queue_timeout_s, per_user, accounting=shared.queue_accounting("embeddings")
+        ),
+        rate_limiter=shared.rate_limiter(s.rate_limit_rpm, s.rate_limit_tpm),
+        upload_limiter=shared.rate_limiter(s.rag_upload_rpm, 0, "upload"),
+        search_limiter=shared.rate_limiter(s.rag_search_rpm, 0, "search"),
+        login_throttle=LoginThrottle(
+            s.login_max_failures, s.login_window_s, s.login_throttle_max_keys,
+            counter=shared.counter("login", s.login_max_failures, s.login_window_s, s.login_throttle_max_keys),
+        ),
         registration_throttle=RegistrationThrottle(
-            s.registration_max_per_ip, s.registration_window_s, s.login_throttle_max_keys
+            s.registration_max_per_ip, s.registration_window_s, s.login_throttle_max_keys,
+            counter=shared.counter("register", s.registration_max_per_ip, s.registration_window_s,
+                                   s.login_throttle_max_keys),
         ),
         search_slots=PerUserSlots(s.conversation_search_per_user),
-        rag_jobs=IngestJobs(s.jobs_path, s.rag_max_jobs_per_user, s.rag_finished_jobs_kept),
+        rag_jobs=IngestJobs(
+            s.jobs_path, s.rag_max_jobs_per_user, s.rag_finished_jobs_kept, board=shared.job_board()
+        ),
         metrics=Metrics(),
         audit=AuditLog(s.audit_log_path),
         rag_service=LazyRag(settings),
         store_pool=ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-io"),
         hash_pool=ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt"),
+        shared=shared,
     )
 
 

@@ -1,6 +1,10 @@
 """Per-user rate limits: requests and tokens per minute (sliding one-minute window).
 
-Limits are per server process. Exceeding one → 429 with ``Retry-After`` and OpenAI's
+Two backends with one interface (``RateLimits``): ``RateLimiter`` keeps the windows in this process
+(the default); ``RedisRateLimiter`` keeps them in Redis through the ``limits`` library, so every
+replica with the same ``REDIS_URL`` counts against one budget (``backend.shared_state``).
+
+Exceeding one → 429 with ``Retry-After`` and OpenAI's
 ``x-ratelimit-*`` headers (also set on successful responses). A limit of 0 means "no limit" for either
 dimension (``RATE_LIMIT_RPM=0``, ``RATE_LIMIT_TPM=0``); a disabled limit sends no headers.
 """
@@ -12,12 +16,15 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from backend.errors import RateLimitError
 
 if TYPE_CHECKING:
+    from limits.util import WindowStats
+
     from backend.services import Principal, Services
+    from backend.shared_state import RedisConnection
 
 WINDOW_S = 60.0
 
@@ -48,8 +55,27 @@ class RateState:
         return out
 
 
+class RateLimits(Protocol):
+    rpm: int
+    tpm: int
+
+    def check(self, user_id: str, estimated_tokens: int = 0) -> RateState:
+        """Count one request; raise 429 if the request or token budget is spent."""
+        ...
+
+    def record_tokens(self, user_id: str, tokens: int) -> None:
+        """Charge the tokens a finished request used."""
+        ...
+
+
+def _raise_limited(what: str, limit: int, retry_s: float, state: RateState) -> None:
+    retry = max(1, math.ceil(retry_s))
+    headers = state.headers() | {"Retry-After": str(retry)}
+    raise RateLimitError(f"Rate limit reached: {limit} {what}. Try again in {retry}s.", headers=headers)
+
+
 class RateLimiter:
-    """``rpm`` requests and ``tpm`` tokens per user per minute; 0 disables that limit."""
+    """In-process: ``rpm`` requests and ``tpm`` tokens per user per minute; 0 disables that limit."""
 
     def __init__(self, rpm: int, tpm: int) -> None:
         self.rpm = rpm
@@ -97,13 +123,70 @@ class RateLimiter:
         with self._lock:
             self._tokens[user_id].append((time.monotonic(), tokens))
 
-    @staticmethod
-    def _raise(what: str, limit: int, retry_s: float, state: RateState) -> None:
-        retry = max(1, math.ceil(retry_s))
-        headers = state.headers() | {"Retry-After": str(retry)}
-        raise RateLimitError(
-            f"Rate limit reached: {limit} {what}. Try again in {retry}s.", headers=headers
-        )
+    _raise = staticmethod(_raise_limited)
+
+
+class RedisRateLimiter:
+    """The same budgets kept in Redis by ``limits``: requests in an exact moving window, tokens in a
+    sliding-window counter (constant cost per update, however many tokens).
+
+    A request is refused when the request window is full, or when tokens were already used and this
+    request's estimate would pass the budget (as in-process). Tokens past the budget are charged up
+    to the budget: the user is then blocked until the window moves on.
+    """
+
+    def __init__(self, redis: RedisConnection, rpm: int, tpm: int, name: str = "chat") -> None:
+        from limits import RateLimitItemPerMinute
+        from limits.storage import RedisStorage
+        from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+
+        self.rpm = rpm
+        self.tpm = tpm
+        self._redis = redis
+        self._name = name
+        storage = RedisStorage(redis.url, connection_pool=redis.pool, key_prefix=redis.key("limits"),
+                               wrap_exceptions=True)
+        self._requests = MovingWindowRateLimiter(storage)
+        self._tokens = SlidingWindowCounterRateLimiter(storage)
+        self._rpm_item = RateLimitItemPerMinute(max(1, rpm), namespace=f"{name}-rpm")
+        self._tpm_item = RateLimitItemPerMinute(max(1, tpm), namespace=f"{name}-tpm")
+
+    def _state(self, user_id: str, tokens: WindowStats | None = None, requests: WindowStats | None = None) -> RateState:
+        """The headers' numbers (windows already read in this request are not read again)."""
+        now = time.time()
+        if self.rpm and requests is None:
+            requests = self._requests.get_window_stats(self._rpm_item, user_id)
+        if self.tpm and tokens is None:
+            tokens = self._tokens.get_window_stats(self._tpm_item, user_id)
+        resets = [w.reset_time for w in (requests, tokens) if w is not None]
+        return RateState(self.rpm, requests.remaining if requests else 0, self.tpm, tokens.remaining if tokens else 0,
+                         min(resets, default=now) - now)
+
+    def check(self, user_id: str, estimated_tokens: int = 0) -> RateState:
+        with self._redis.guard():
+            tokens = self._tokens.get_window_stats(self._tpm_item, user_id) if self.tpm else None
+            if tokens is not None:
+                used = self.tpm - tokens.remaining
+                if used > 0 and used + estimated_tokens > self.tpm:
+                    _raise_limited("tokens per minute", self.tpm, tokens.reset_time - time.time(),
+                                   self._state(user_id, tokens))
+            if self.rpm and not self._requests.hit(self._rpm_item, user_id):
+                requests = self._requests.get_window_stats(self._rpm_item, user_id)
+                _raise_limited("requests per minute", self.rpm, requests.reset_time - time.time(),
+                               self._state(user_id, tokens, requests))
+            return self._state(user_id, tokens)
+
+    def record_tokens(self, user_id: str, tokens: int) -> None:
+        if tokens <= 0 or not self.tpm:
+            return
+        with self._redis.guard():
+            if self._tokens.hit(self._tpm_item, user_id, cost=tokens):  # the common case: one round trip
+                return
+            for _ in range(3):  # past the budget: charge what is left (re-read if another replica charged meanwhile)
+                remaining = self._tokens.get_window_stats(self._tpm_item, user_id).remaining
+                cost = min(tokens, remaining)
+                if cost <= 0 or self._tokens.hit(self._tpm_item, user_id, cost=cost):
+                    return
 
 
 def enforce_user_limit(services: Services, principal: Principal, estimated_tokens: int = 0) -> dict[str, str]:
@@ -112,7 +195,7 @@ def enforce_user_limit(services: Services, principal: Principal, estimated_token
     if principal.is_admin and services.settings.rate_limit_admin_exempt:
         return {}
     try:
-        state = services.rate_limiter.check(principal.user_id, estimated_tokens)
+        state = services.rate_limiter.check(principal.user_id, estimated_tokens)  # RateLimits: memory or Redis
     except RateLimitError:
         services.metrics.rate_limited.labels("user").inc()
         raise

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from backend.observability.metrics import Metrics
     from backend.rag.jobs import IngestJobs
     from backend.rag.service import RagService
-    from backend.ratelimit import RateLimiter
+    from backend.ratelimit import RateLimits
+    from backend.shared_state import SharedState
     from backend.slots import PerUserSlots
     from backend.storage.conversations import ConversationStore
     from backend.storage.keys import ApiKeyStore
@@ -100,9 +101,9 @@ class Services:
     scheduler: FairScheduler
     #: fair per-user queue in front of the embedding model (``/v1/embeddings``, one batch at a time)
     embedding_scheduler: FairScheduler
-    rate_limiter: RateLimiter
-    upload_limiter: RateLimiter  #: per-user document uploads per minute (``RAG_UPLOAD_RPM``)
-    search_limiter: RateLimiter  #: per-user document searches per minute (``RAG_SEARCH_RPM``)
+    rate_limiter: RateLimits
+    upload_limiter: RateLimits  #: per-user document uploads per minute (``RAG_UPLOAD_RPM``)
+    search_limiter: RateLimits  #: per-user document searches per minute (``RAG_SEARCH_RPM``)
     login_throttle: LoginThrottle
     registration_throttle: RegistrationThrottle
     rag_jobs: IngestJobs  #: background document ingestion
@@ -114,6 +115,8 @@ class Services:
     store_pool: ThreadPoolExecutor
     #: bcrypt, in two threads of its own: a burst of logins cannot occupy every thread
     hash_pool: ThreadPoolExecutor
+    #: where limits, throttles, revocations, queue places and job status live: memory or Redis (REDIS_URL)
+    shared: SharedState
     health_probe: HealthProbe = field(default_factory=HealthProbe)
     mcp: McpManager | None = None  #: attached MCP servers (backend.mcp.client), started in the lifespan
 
@@ -149,5 +152,6 @@ class Services:
         rag = self.rag_service.loaded
         if rag is not None:
             await rag.aclose()
+        self.shared.close()  # the Redis connection pool, if any
         for pool in (self.store_pool, self.hash_pool):
             pool.shutdown(wait=False, cancel_futures=True)

@@ -244,6 +244,13 @@ class Settings(BaseSettings):
             raise ValueError("FORWARDED_ALLOW_IPS cannot be '*': name the reverse proxy's address (or network)")
         return value
 
+    # --- scale-out (issue 15 item 4): shared limits/throttles/revocations/queue places/job status --
+    # unset: each process keeps them in memory (one server); set: every replica shares them in Redis
+    redis_url: SecretStr | None = None  # e.g. redis://redis:6379/0 (may carry a password)
+    redis_key_prefix: str = "agent"  # keys are "<prefix>:..." (several deployments may share one Redis)
+    redis_timeout_s: float = Field(default=0.5, gt=0)  # connect/read timeout of one Redis call
+    redis_retry_s: float = Field(default=2.0, ge=0)  # after a failure, 503 at once for this long
+
     # --- derived paths ---------------------------------------------------------
     def _under_data(self, override: Path | None, *parts: str) -> Path:
         return Path(override) if override is not None else self.data_dir.joinpath(*parts)

@@ -109,7 +109,7 @@ def _auth_inline(services: Services) -> bool:
     """Authentication inline, without a thread hop: it reads local files through caches (users and
     keys: one ``stat`` each while unchanged; a JWT check is one HMAC). With state shared over the
     network (``REDIS_URL``: revocations, throttles) it may wait on a socket, so it runs off the loop."""
-    return getattr(services.settings, "redis_url", None) is None
+    return services.settings.redis_url is None
 
 
 def _route_path(request: Request) -> str:

@@ -27,7 +27,7 @@ from starlette.datastructures import UploadFile
 from backend.api.deps import current_user, get_services, off_loop
 from backend.errors import APIError, BadRequestError, PayloadTooLargeError
 from backend.rag.service import IngestItem, RagService
-from backend.ratelimit import RateLimiter
+from backend.ratelimit import RateLimits
 from backend.services import Principal, Services
 
 log = logging.getLogger("backend.api.files")
@@ -61,7 +61,7 @@ async def _rag(services: Services) -> RagService:
     return await services.rag()
 
 
-def _rate_limit(services: Services, principal: Principal, limiter: RateLimiter) -> dict[str, str]:
+def _rate_limit(services: Services, principal: Principal, limiter: RateLimits) -> dict[str, str]:
     """Count one request against the per-user limit ``name`` (0 = unlimited); 429 past it.
 
     Returns the ``x-ratelimit-*`` request headers for the response, as chat sends them.

@@ -72,7 +72,8 @@ async def health_detailed(services: Services = Depends(get_services)) -> JSONRes
     model, storage = await cached_probe(services)
     queue = {"active": services.scheduler.active, "waiting": services.scheduler.waiting,
              "capacity": services.scheduler.capacity, "max_queue": services.scheduler.max_queue}
-    ok = bool(model.get("ok")) and storage["ok"]
+    shared = await _shared_state_health(services)
+    ok = bool(model.get("ok")) and storage["ok"] and shared["ok"]
     from backend.tools.registry import available_tools, unavailable_tools
 
     tools: dict[str, Any] = {"available": list(available_tools(services.settings, services.mcp)),
@@ -80,8 +81,16 @@ async def health_detailed(services: Services = Depends(get_services)) -> JSONRes
     if services.mcp is not None:
         tools["mcp_servers"] = services.mcp.describe()
     body = {"status": "ok" if ok else "degraded", "model": model, "storage": storage, "queue": queue,
-            "provider": services.settings.llm_provider, "tools": tools}
+            "provider": services.settings.llm_provider, "tools": tools, "shared_state": shared}
     return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def _shared_state_health(services: Services) -> dict[str, Any]:
+    """Where limits, throttles and revocations live (scale-out): "memory", or "redis" and whether it answers."""
+    state = services.shared
+    if state.redis is None:
+        return {"backend": "memory", "ok": True}
+    return {"backend": "redis", "ok": await asyncio.to_thread(state.redis.ping)}
 
 
 def _check_metrics_token(request: Request, services: Services) -> None:

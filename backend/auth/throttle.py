@@ -3,6 +3,10 @@
 Each key (``user:<name>``, ``ip:<address>``) keeps at most ``limit`` timestamps, and at most
 ``max_keys`` keys are remembered: when full, expired keys go first, then the least recently
 touched, so a flood of made-up usernames costs a fixed amount of memory.
+
+The counter is the swap point (``Counter``): ``SlidingCounter`` in this process by default, or
+``RedisSlidingCounter`` (a ``limits`` moving window in Redis, keys expire with their window) when
+replicas share ``REDIS_URL`` — then a lockout earned on one replica holds on all of them.
 """
 
 from __future__ import annotations
@@ -11,8 +15,24 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Protocol
 
 from backend.errors import RateLimitError
+
+if TYPE_CHECKING:
+    from backend.shared_state import RedisConnection
+
+
+class Counter(Protocol):
+    def __len__(self) -> int: ...
+
+    def retry_after(self, key: str) -> int | None:
+        """Seconds until ``key`` may act again, or None if it is under the limit."""
+        ...
+
+    def add(self, key: str) -> None: ...
+
+    def clear(self, key: str) -> None: ...
 
 
 class SlidingCounter:
@@ -70,15 +90,50 @@ class SlidingCounter:
             self._events.pop(key, None)
 
 
+class RedisSlidingCounter:
+    """``limit`` events per key per ``window_s`` in a ``limits`` moving window kept in Redis."""
+
+    def __init__(self, redis: RedisConnection, name: str, limit: int, window_s: int) -> None:
+        from limits import RateLimitItemPerSecond
+        from limits.storage import RedisStorage
+        from limits.strategies import MovingWindowRateLimiter
+
+        self.limit = limit
+        self.window_s = window_s
+        self._redis = redis
+        storage = RedisStorage(redis.url, connection_pool=redis.pool, key_prefix=redis.key("limits"),
+                               wrap_exceptions=True)
+        self._window = MovingWindowRateLimiter(storage)
+        self._item = RateLimitItemPerSecond(max(1, limit), max(1, int(window_s)), namespace=name)
+
+    def __len__(self) -> int:
+        return 0  # Redis bounds it: each key expires with its window
+
+    def retry_after(self, key: str) -> int | None:
+        with self._redis.guard():
+            if self._window.test(self._item, key):
+                return None
+            reset = self._window.get_window_stats(self._item, key).reset_time
+        return max(1, math.ceil(reset - time.time()))
+
+    def add(self, key: str) -> None:
+        with self._redis.guard():
+            self._window.hit(self._item, key)  # a full window stays full: nothing more to record
+
+    def clear(self, key: str) -> None:
+        with self._redis.guard():
+            self._window.clear(self._item, key)
+
+
 def _limited(message: str, code: str, retry: int) -> RateLimitError:
     return RateLimitError(message, code=code, headers={"Retry-After": str(retry)})
 
 
 class LoginThrottle:
-    def __init__(self, max_failures: int, window_s: int, max_keys: int = 10_000) -> None:
+    def __init__(self, max_failures: int, window_s: int, max_keys: int = 10_000, counter: Counter | None = None) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
-        self._failures = SlidingCounter(max_failures, window_s, max_keys)
+        self._failures: Counter = counter if counter is not None else SlidingCounter(max_failures, window_s, max_keys)
 
     @staticmethod
     def _keys(username: str, ip: str) -> tuple[str, str]:
@@ -105,8 +160,8 @@ class LoginThrottle:
 class RegistrationThrottle:
     """At most ``limit`` self-registrations per client IP per window."""
 
-    def __init__(self, limit: int, window_s: int, max_keys: int = 10_000) -> None:
-        self._counter = SlidingCounter(limit, window_s, max_keys)
+    def __init__(self, limit: int, window_s: int, max_keys: int = 10_000, counter: Counter | None = None) -> None:
+        self._counter: Counter = counter if counter is not None else SlidingCounter(limit, window_s, max_keys)
 
     def check(self, ip: str) -> None:
         retry = self._counter.retry_after(ip)

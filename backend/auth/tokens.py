@@ -2,7 +2,8 @@
 
 Claims: ``sub`` (user id), ``exp``, ``iat``, ``nbf``, ``jti``, ``pwv`` (the user's password
 version: changing the password or disabling the account invalidates older tokens). Logout
-revokes one ``jti`` (kept until it would have expired anyway).
+revokes one ``jti`` (kept until it would have expired anyway) in a ``RevocationStore``
+(``backend.auth.revocations``: a file under data/, or Redis when replicas share ``REDIS_URL``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 
 import jwt
 
+from backend.auth.revocations import FileRevocations, RevocationStore
 from backend.errors import AuthenticationError
-from backend.storage.jsonstore import JsonFile
 
 ALGORITHM = "HS256"  # pinned: never taken from the token header
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "sub", "jti"]
@@ -31,10 +32,10 @@ class TokenClaims:
 
 
 class TokenService:
-    def __init__(self, secret: str, expiry_minutes: int, revoked_path: Path) -> None:
+    def __init__(self, secret: str, expiry_minutes: int, revoked: Path | RevocationStore) -> None:
         self._secret = secret
         self._expiry_s = expiry_minutes * 60
-        self._revoked = JsonFile(revoked_path)
+        self._revoked: RevocationStore = FileRevocations(revoked) if isinstance(revoked, Path) else revoked
 
     @property
     def expiry_s(self) -> int:
@@ -67,14 +68,10 @@ class TokenService:
             raise AuthenticationError("Invalid authentication token.", code="invalid_token") from None
         if not isinstance(payload.get("sub"), str) or not isinstance(payload.get("jti"), str):
             raise AuthenticationError("Invalid authentication token.", code="invalid_token")
-        if payload["jti"] in self._revoked.read():
+        if self._revoked.is_revoked(payload["jti"]):
             raise AuthenticationError("This token was logged out.", code="token_revoked")
         pwv = payload.get("pwv", 0)
         return TokenClaims(sub=payload["sub"], jti=payload["jti"], exp=int(payload["exp"]), pwv=int(pwv) if isinstance(pwv, int) else -1)
 
     def revoke(self, claims: TokenClaims) -> None:
-        now = int(time.time())
-        with self._revoked.update() as revoked:
-            for jti in [j for j, exp in revoked.items() if exp < now]:
-                del revoked[jti]
-            revoked[claims.jti] = claims.exp
+        self._revoked.revoke(claims.jti, claims.exp)

@@ -8,11 +8,18 @@ Bounded per user: at most ``max_active_per_user`` jobs queued or running (429 be
 ``Retry-After``), and only the last ``keep_finished`` finished jobs stay in memory (older ones
 are read back from disk). A job's uploaded bytes wait in a spool directory on disk
 (``spool_dir``), not in memory, and the directory is removed when the job ends.
+
+Replicas (``REDIS_URL``): a ``JobBoard`` makes the live state visible to every replica. The
+``RedisJobBoard`` keeps each job's record under a key that, while the job runs, expires unless the
+replica running it refreshes it (a heartbeat): a replica that dies leaves a record that lapses, and
+the job then reads as failed from the disk record, as after a restart. The per-user count of
+active jobs is shared the same way (a sorted set of job ids by lease deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import threading
@@ -20,22 +27,80 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from backend.errors import APIError, NotFoundError, RateLimitError
 from backend.rag.store import user_dir_name
 from backend.storage.ids import new_id, require_id
 from backend.storage.jsonstore import atomic_write_json, read_json
 
+if TYPE_CHECKING:
+    from backend.shared_state import RedisConnection
+
 log = logging.getLogger("backend.rag.jobs")
 
 KEEP_ON_DISK = 200  # finished job records kept per user
 JobFn = Callable[[Callable[[str, float], None]], Awaitable[dict[str, Any]]]
+LIVE = ("queued", "running")
+
+
+class JobBoard(Protocol):
+    """Live job records shared by replicas."""
+
+    lease_s: float
+
+    def publish(self, job: dict[str, Any]) -> None: ...
+
+    def lookup(self, job_id: str) -> dict[str, Any] | None: ...
+
+    def active(self, user_id: str) -> int: ...
+
+
+class RedisJobBoard:
+    lease_s = 30.0  # a running job's record lapses this long after its replica stopped refreshing it
+    finished_ttl_s = 86_400  # finished records stay on disk as well
+
+    def __init__(self, redis: RedisConnection) -> None:
+        self._redis = redis
+
+    def _job_key(self, job_id: str) -> str:
+        return self._redis.key("job", job_id)
+
+    def _active_key(self, user_id: str) -> str:
+        return self._redis.key("jobs-active", user_id)
+
+    def publish(self, job: dict[str, Any]) -> None:
+        live = job["status"] in LIVE
+        pipe = self._redis.client.pipeline(transaction=True)
+        pipe.set(self._job_key(job["id"]), json.dumps(job), ex=int(self.lease_s if live else self.finished_ttl_s))
+        active = self._active_key(job["user_id"])
+        if live:
+            pipe.zadd(active, {job["id"]: time.time() + self.lease_s})
+            pipe.expire(active, int(self.lease_s) + 5)
+        else:
+            pipe.zrem(active, job["id"])
+        self._redis.call(pipe.execute)
+
+    def lookup(self, job_id: str) -> dict[str, Any] | None:
+        raw = self._redis.call(self._redis.client.get, self._job_key(job_id))
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        return record if isinstance(record, dict) else None
+
+    def active(self, user_id: str) -> int:
+        key = self._active_key(user_id)
+        pipe = self._redis.client.pipeline(transaction=True)
+        pipe.zremrangebyscore(key, "-inf", time.time())
+        pipe.zcard(key)
+        return int(self._redis.call(pipe.execute)[1])
 
 
 class IngestJobs:
-    def __init__(self, root: Path, max_active_per_user: int = 0, keep_finished: int = 50) -> None:
+    def __init__(self, root: Path, max_active_per_user: int = 0, keep_finished: int = 50,
+                 board: JobBoard | None = None) -> None:
         self.root = Path(root) / "rag"
+        self.board = board
         self.max_active_per_user = max_active_per_user
         self.keep_finished = max(0, keep_finished)
         self._jobs: dict[str, dict[str, Any]] = {}
@@ -70,6 +135,8 @@ class IngestJobs:
         return path
 
     def active(self, user_id: str) -> int:
+        if self.board is not None:  # every replica's jobs (503 if the shared state is down)
+            return self.board.active(user_id)
         with self._lock:
             return sum(
                 1 for j in self._jobs.values() if j["user_id"] == user_id and j["status"] in ("queued", "running")
@@ -97,6 +164,24 @@ class IngestJobs:
             atomic_write_json(self._path(job["user_id"], job["id"]), job)
         except APIError:  # storage trouble must not kill the job; the in-memory state stays right
             log.warning("could not persist job %s", job["id"])
+        self._publish(job)
+
+    def _publish(self, job: dict[str, Any]) -> None:
+        if self.board is None:
+            return
+        with self._lock:
+            snapshot = dict(job)
+        try:
+            self.board.publish(snapshot)
+        except APIError:  # shared state down: the job goes on; other replicas see it once it is back
+            log.warning("could not publish job %s to the shared state", job["id"])
+
+    async def _heartbeat(self, job: dict[str, Any]) -> None:
+        """Keep a live job's shared record from lapsing (progress is published too, at most twice a second)."""
+        assert self.board is not None
+        while True:
+            await asyncio.sleep(self.board.lease_s / 3)
+            self._publish(job)  # on the loop, so it cannot land after the final record
 
     @staticmethod
     def public(job: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +189,7 @@ class IngestJobs:
 
     def start(self, user_id: str, filenames: list[str], fn: JobFn, spool: Path | None = None) -> dict[str, Any]:
         self.check_capacity(user_id)
-        job = {
+        job: dict[str, Any] = {
             "id": new_id("job"),
             "object": "ingest.job",
             "user_id": user_id,
@@ -126,14 +211,35 @@ class IngestJobs:
         return self.public(job)
 
     async def _run(self, job: dict[str, Any], fn: JobFn, spool: Path | None = None) -> None:
+        published = [0.0]
+
         def progress(stage: str, fraction: float) -> None:
             with self._lock:
-                if job["stage"] != stage:
+                changed = job["stage"] != stage
+                if changed:
                     job["stage"] = stage
                 job["progress"] = round(max(job["progress"], min(1.0, fraction)), 3)
+            if self.board is not None and (changed or time.monotonic() - published[0] >= 0.5):
+                published[0] = time.monotonic()
+                self._publish(job)
 
         job["status"] = "running"
         self._save(job)
+        beat = asyncio.get_running_loop().create_task(self._heartbeat(job)) if self.board is not None else None
+        try:
+            await self._execute(job, fn, progress)
+        finally:
+            if beat is not None:
+                beat.cancel()
+        job["finished_at"] = int(time.time())
+        self._save(job)
+        if spool is not None:
+            await asyncio.to_thread(shutil.rmtree, spool, True)
+        self._evict(job)
+        await asyncio.to_thread(self._prune_disk, job["user_id"])
+
+    @staticmethod
+    async def _execute(job: dict[str, Any], fn: JobFn, progress: Callable[[str, float], None]) -> None:
         try:
             job["result"] = await fn(progress)
             job["status"], job["stage"], job["progress"] = "succeeded", "done", 1.0
@@ -144,12 +250,6 @@ class IngestJobs:
             job["status"] = "failed"
             job["error"] = {"message": "Ingestion failed unexpectedly.", "type": "server_error", "param": None,
                             "code": None}
-        job["finished_at"] = int(time.time())
-        self._save(job)
-        if spool is not None:
-            await asyncio.to_thread(shutil.rmtree, spool, True)
-        self._evict(job)
-        await asyncio.to_thread(self._prune_disk, job["user_id"])
 
     def _prune_disk(self, user_id: str) -> None:
         """Keep the newest ``KEEP_ON_DISK`` job records of a user on disk (older ones read as 404)."""
@@ -159,7 +259,7 @@ class IngestJobs:
         except OSError:
             return
         with self._lock:
-            live = {jid for jid, j in self._jobs.items() if j["status"] in ("queued", "running")}
+            live = {jid for jid, j in self._jobs.items() if j["status"] in LIVE}
         for old in records[: max(0, len(records) - KEEP_ON_DISK)]:
             if old.stem not in live:
                 old.unlink(missing_ok=True)
@@ -178,6 +278,8 @@ class IngestJobs:
         job_id = require_id(job_id, "job", what="job")
         with self._lock:
             job = self._jobs.get(job_id)
+        if job is None and self.board is not None:  # a job another replica runs (or ran)
+            job = self.board.lookup(job_id)
         if job is None:
             job = read_json(self._path(user_id, job_id))
             if job is not None and job.get("status") in ("queued", "running"):
