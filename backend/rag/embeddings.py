@@ -44,7 +44,8 @@ class Embedder(Protocol):
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.clip(norms, 1e-12, None)
+    normalised: np.ndarray = matrix / np.clip(norms, 1e-12, None)
+    return normalised
 
 
 def _package_file(package: str, *parts: str) -> Path:
@@ -265,7 +266,8 @@ _shared_lock = threading.Lock()
 
 def build_embedder(settings: Settings) -> Embedder:
     """The process-wide embedder for these settings (one model in memory however many services)."""
-    key = (settings.embedding_backend, settings.embedding_batch_size, settings.ollama_host, settings.embedding_model)
+    key = (settings.embedding_backend, settings.embedding_batch_size, settings.ollama_host, settings.embedding_model,
+           settings.embedding_threads, settings.embedding_token_budget)
     with _shared_lock:
         embedder = _shared.get(key)
         if embedder is None:
@@ -276,7 +278,8 @@ def build_embedder(settings: Settings) -> Embedder:
 def _new_embedder(settings: Settings) -> Embedder:
     backend = settings.embedding_backend
     if backend == "onnx":
-        return OnnxMiniLM(settings.embedding_batch_size)
+        return OnnxMiniLM(settings.embedding_batch_size, settings.embedding_threads or None,
+                          settings.embedding_token_budget)
     if backend == "sentence-transformers":
         return SentenceTransformerMiniLM(settings.embedding_batch_size)
     if backend == "ollama":

@@ -8,8 +8,7 @@ import numpy as np
 
 from backend.rag.embeddings import MAX_SEQ_LENGTH, OnnxMiniLM
 
-WORDS = ("retrieval vector paragraph protein cell mutation answer index query model cosine batch "
-         "ﬁeld study result patient dose effect").split()
+WORDS = ["retrieval", "vector", "paragraph", "protein", "cell", "mutation", "answer", "index", "query", "model", "cosine", "batch", "ﬁeld", "study", "result", "patient", "dose", "effect"]
 
 
 def sample_texts(n: int = 24, seed: int = 5) -> list[str]:
