@@ -332,7 +332,12 @@ class FaissStore:
             ids = state.ids_for_files({file_id})
             if ids.size == 0 and sidecars is None:
                 return 0
-            removed = int(state.index.remove_ids(faiss.IDSelectorBatch(ids))) if ids.size else 0
+            removed = 0
+            if ids.size:
+                ids = np.ascontiguousarray(ids, dtype=np.int64)
+                # IVF's hashtable direct map removes only through an IDSelectorArray
+                selector = faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids))
+                removed = int(state.index.remove_ids(selector))
             for i in ids.tolist():
                 state.meta["rows"].pop(str(i), None)
             self._commit(user_id, state, sidecars)
