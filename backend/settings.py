@@ -198,6 +198,11 @@ class Settings(BaseSettings):
     rag_ingest_workers: int = 2  # dedicated threads for parsing/embedding uploads
     rag_ingest_queue_max: int = 32  # ingestions waiting or running, all users (503 beyond; 0 = no cap)
     rag_finished_jobs_kept: int = 50  # finished async jobs kept in memory per user (all stay on disk)
+    # RAG speed (issue 15): ONNX threads (0 = the cores this process may use), padded tokens per
+    # embedding batch, and the size from which a user's FAISS index is IVF (approximate) instead of exact
+    embedding_threads: int = 0
+    embedding_token_budget: int = 512
+    rag_ann_min_vectors: int = 50_000  # 0 = always exact
     # code sandbox: concurrent runs (all users, and per user), per-run cgroup, python_code switch
     python_code_enabled: bool = True
     sandbox_max_concurrent: int = 4

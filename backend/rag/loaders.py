@@ -180,9 +180,9 @@ def _parse_pdf(data: bytes, filename: str, limits: ParseLimits) -> list[PageText
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             try:
-                opened = reader.decrypt("")
+                opened = bool(reader.decrypt(""))
             except (DependencyError, NotImplementedError, PdfReadError):
-                opened = 0
+                opened = False
             if not opened:
                 raise UnprocessableError(
                     f"'{filename}' is an encrypted (password-protected) PDF; remove the password and upload it again.",
@@ -384,6 +384,20 @@ def _parse_html(data: bytes, filename: str) -> list[PageText]:
 # --- entry point -----------------------------------------------------------------------------------
 
 
+# Latin ligatures (U+FB00-FB06) and the soft hyphen that PDF text layers carry: "e\ufb00ect" matches
+# neither the query "effect" nor a quote typed by hand. Only these are mapped at extraction (each
+# to the letters it draws), so offsets stay meaningful; full NFKC is applied to BM25 tokens only.
+_LIGATURES = str.maketrans({
+    "\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+    "\ufb05": "st", "\ufb06": "st", "\u00ad": None, "\x00": None,
+})
+
+
+def normalise_text(text: str) -> str:
+    """Extracted text with ligatures spelled out, soft hyphens and NULs dropped, CRLF as LF."""
+    return text.translate(_LIGATURES).replace("\r\n", "\n")
+
+
 def parse_document(data: bytes, filename: str, kind: str, limits: ParseLimits) -> ParsedDocument:
     """Parse ``data`` as ``kind``; raises 422 for encrypted, empty, textless or malformed files."""
     if not data:
@@ -405,7 +419,7 @@ def parse_document(data: bytes, filename: str, kind: str, limits: ParseLimits) -
     if sum(len(page.text) for page in pages) > limits.max_chars:
         raise _too_much_text(filename, limits)
     for page in pages:
-        page.text = page.text.replace("\x00", "").replace("\r\n", "\n")
+        page.text = normalise_text(page.text)
     if not any(page.text.strip() for page in pages):
         hint = " (it may be a scanned, image-only document without a text layer)" if kind == "pdf" else ""
         raise UnprocessableError(f"No text could be extracted from '{filename}'{hint}.", code="no_text")

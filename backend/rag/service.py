@@ -5,7 +5,12 @@ Layout (nothing here is built from a client-supplied name):
 * ``uploads_path/<user_id>/<file_id>_<safe_name>``: the uploaded bytes.
 * ``indexes_path/<user_id>/documents.json``: document metadata (the commit point of an ingestion).
 * ``indexes_path/<user_id>/chunks/<file_id>.json``: chunk text and spans.
-* the vector store (``backend.rag.store``): FAISS files under ``indexes_path/<user_id>/`` or Chroma.
+* the vector store (``backend.rag.store``): FAISS files under ``indexes_path/<user_id>/`` or Chroma,
+  with the BM25 index (``backend.rag.lexical``) committed beside the vectors in the same generation
+  (``bm25.<generation>.bin``), so a restart loads it instead of re-tokenising every chunk.
+
+Chunks whose text the user already has indexed (same SHA-256) reuse their stored vector instead of
+being embedded again; parsing of the next file overlaps embedding of the current one.
 
 Every public method is async and runs CPU/disk work in a thread. Writers for one user are
 serialised by an asyncio lock (this process) and a file lock (other processes).
@@ -19,6 +24,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,7 +43,7 @@ from backend.errors import (
 )
 from backend.rag.chunking import Chunk
 from backend.rag.embeddings import Embedder, build_embedder
-from backend.rag.lexical import UserCorpus, reciprocal_rank_fusion
+from backend.rag.lexical import LexicalIndex, reciprocal_rank_fusion
 from backend.rag.loaders import ParseLimits, detect_kind, safe_filename
 from backend.rag.parse_worker import get_pool
 from backend.rag.store import VectorStore, build_store, remove_tree, user_dir_name
@@ -74,6 +80,8 @@ def check_quota(settings: Settings, usage: dict[str, int], new_files: int, new_b
         )
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
+LEXICAL_SIDECAR = "bm25"  # name of the BM25 index file in the vector store's generation
+CHUNK_FILES_CACHED = 256  # documents' chunk lists kept in memory for building hits
 ProgressFn = Callable[[str, float], None]
 
 
@@ -103,7 +111,9 @@ class RagService:
         self._embedder: Embedder | None = embedder
         self._store: VectorStore | None = store
         self._init_lock = threading.Lock()
-        self._corpora: dict[str, UserCorpus] = {}
+        self._lexical: dict[str, tuple[Any, LexicalIndex]] = {}  # user -> (store stamp, index)
+        self._catalogs: dict[str, tuple[Any, dict[str, dict[str, Any]]]] = {}  # user -> (stamp, documents)
+        self._chunk_files: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()  # LRU
         self._corpus_lock = threading.Lock()
         self._user_locks: dict[str, asyncio.Lock] = {}
         # ingestion (parsing, embedding) gets threads of its own: a burst of uploads waits here
@@ -162,7 +172,21 @@ class RagService:
         return lock
 
     def _documents(self, user_id: str) -> dict[str, dict[str, Any]]:
-        return self._catalog(user_id).read().get("documents", {})
+        """The user's catalog, re-read only when ``documents.json`` was replaced (atomic writes)."""
+        path = self._index_dir(user_id) / "documents.json"
+        try:
+            st = path.stat()
+            stamp: Any = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            return {}
+        with self._corpus_lock:
+            cached = self._catalogs.get(user_id)
+        if cached is not None and cached[0] == stamp:
+            return dict(cached[1])
+        docs: dict[str, dict[str, Any]] = self._catalog(user_id).read().get("documents", {})
+        with self._corpus_lock:
+            self._catalogs[user_id] = (stamp, docs)
+        return dict(docs)
 
     # --- ingestion -------------------------------------------------------------------------------------
 
@@ -212,12 +236,14 @@ class RagService:
         with file_lock(index_dir / "ingest"):
             all_ids: list[str] = []
             all_files: list[str] = []
+            lexical = self._lexical_index(user_id).copy()  # searches keep using the committed one
             for p in prepared:
                 stored_name = f"{p.file_id}_{p.filename}"
                 atomic_write_bytes(upload_dir / stored_name, p.data)
                 atomic_write_json(self._chunk_path(user_id, p.file_id), [c.to_dict() for c in p.chunks])
                 all_ids.extend(c.chunk_id for c in p.chunks)
                 all_files.extend(p.file_id for _ in p.chunks)
+                lexical.add([p.file_id] * len(p.chunks), [c.chunk_id for c in p.chunks], [c.text for c in p.chunks])
                 records.append({
                     "file_id": p.file_id,
                     "doc_id": "doc_" + hashlib.sha256(p.data).hexdigest()[:32],
@@ -232,12 +258,34 @@ class RagService:
                     "embedding_model": self.embedder.name,
                     "created_at": int(time.time()),
                 })
-            self.store.add(user_id, all_ids, all_files, vectors)
+            # vectors and BM25 in one generation; then the catalog makes the documents visible
+            self.store.add(user_id, all_ids, all_files, vectors, sidecars={LEXICAL_SIDECAR: lexical.to_bytes()})
             with self._catalog(user_id).update() as catalog:  # the commit point: now it is visible
                 docs = catalog.setdefault("documents", {})
                 for record in records:
                     docs[record["file_id"]] = record
         return records
+
+    def _embed_chunks(self, user_id: str, chunks: list[Chunk], known: dict[str, str]) -> tuple[np.ndarray, int]:
+        """Vectors of ``chunks``: stored ones for texts the user already has (``known``: digest ->
+        chunk id), embedded ones for the rest. Returns (vectors, how many were embedded)."""
+        digests = [LexicalIndex.digest(c.text) for c in chunks]
+        reuse = {d: known[d] for d in digests if d in known}
+        stored = self.store.vectors(user_id, list(dict.fromkeys(reuse.values()))) if reuse else {}
+        vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
+        todo: dict[str, list[int]] = {}  # digest -> rows (a text repeated in this upload is embedded once)
+        for row, digest in enumerate(digests):
+            vector = stored.get(reuse.get(digest, ""))
+            if vector is not None and vector.shape == (self.embedder.dim,):
+                vectors[row] = vector
+            else:
+                todo.setdefault(digest, []).append(row)
+        if todo:
+            rows = [rs[0] for rs in todo.values()]
+            fresh = self.embedder.embed([chunks[r].text for r in rows])
+            for vector, rows_of_text in zip(fresh, todo.values(), strict=True):
+                vectors[rows_of_text] = vector
+        return vectors, len(todo)
 
     def _ingest_sync(
         self, user_id: str, items: list[IngestItem], progress: ProgressFn | None
@@ -246,29 +294,35 @@ class RagService:
         user_dir_name(user_id)
         results: list[dict[str, Any] | APIError] = []
         prepared: list[_Prepared] = []
+        parts: list[np.ndarray] = []
         slots: list[int] = []
         usage = self.usage(user_id)  # under the user's lock: concurrent uploads cannot both pass
-        for n, item in enumerate(items):
-            try:
-                size = item.data.stat().st_size if isinstance(item.data, Path) else len(item.data)
-                check_quota(
-                    self.settings, usage, len(prepared) + 1, sum(len(p.data) for p in prepared) + size
-                )
-                prepared.append(self._prepare(item))
+        known = self._lexical_index(user_id).digests()
+        # parse file n+1 (in the parse worker process) while file n is embedded here
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-parse") as parser:
+            futures = [parser.submit(self._prepare, item) for item in items]
+            for n, (item, future) in enumerate(zip(items, futures, strict=True)):
+                try:
+                    size = item.data.stat().st_size if isinstance(item.data, Path) else len(item.data)
+                    check_quota(
+                        self.settings, usage, len(prepared) + 1, sum(len(p.data) for p in prepared) + size
+                    )
+                    ready = future.result()
+                except APIError as exc:
+                    results.append(exc)
+                    continue
+                finally:
+                    report("parsing", 0.3 * (n + 1) / len(items))
+                vectors, _ = self._embed_chunks(user_id, ready.chunks, known)
+                known.update({LexicalIndex.digest(c.text): c.chunk_id for c in ready.chunks})
+                parts.append(vectors)
+                prepared.append(ready)
                 slots.append(n)
                 results.append({})
-            except APIError as exc:
-                results.append(exc)
-            report("parsing", 0.3 * (n + 1) / len(items))
+                report("embedding", 0.3 + 0.6 * (n + 1) / len(items))
         if not prepared:
             return results
-        texts = [c.text for p in prepared for c in p.chunks]
-        batch = max(1, self.settings.embedding_batch_size)
-        parts = []
-        for begin in range(0, len(texts), batch * 4):
-            parts.append(self.embedder.embed(texts[begin : begin + batch * 4]))
-            report("embedding", 0.3 + 0.6 * min(1.0, (begin + batch * 4) / len(texts)))
-        vectors = np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
+        vectors = np.concatenate(parts)
         report("indexing", 0.95)
         records = self._commit(user_id, prepared, vectors)
         for slot, record in zip(slots, records, strict=False):
@@ -319,34 +373,60 @@ class RagService:
 
     # --- search ----------------------------------------------------------------------------------------
 
-    def _corpus(self, user_id: str) -> UserCorpus:
-        catalog_path = self._index_dir(user_id) / "documents.json"
-        try:
-            st = catalog_path.stat()
-            stamp: Any = (st.st_ino, st.st_mtime_ns, st.st_size)  # atomic writes replace the inode
-        except FileNotFoundError:
-            stamp = None
+    def _rebuild_lexical(self, user_id: str) -> LexicalIndex:
+        """BM25 from the chunk files (data written before it was persisted, or a Chroma store)."""
+        lexical = LexicalIndex()
+        for file_id in self._documents(user_id):
+            chunks = read_json(self._chunk_path(user_id, file_id), [])
+            lexical.add([file_id] * len(chunks), [c["chunk_id"] for c in chunks], [c["text"] for c in chunks])
+        return lexical
+
+    def _lexical_index(self, user_id: str) -> LexicalIndex:
+        """The BM25 index committed with the current vectors (loaded from disk once per generation)."""
+        stamp, blob = self.store.sidecar(user_id, LEXICAL_SIDECAR)
         with self._corpus_lock:
-            corpus = self._corpora.get(user_id)
-            if corpus is None:
-                corpus = self._corpora[user_id] = UserCorpus()
-            if corpus.stamp == stamp and stamp is not None:
-                return corpus
-            docs = self._documents(user_id)
-            chunks_by_file = {}
-            for file_id in docs:
-                cached = corpus.chunks_by_file.get(file_id)
-                chunks_by_file[file_id] = cached if cached is not None else read_json(
-                    self._chunk_path(user_id, file_id), []
-                )
-            corpus.rebuild(chunks_by_file, stamp)
-            return corpus
+            cached = self._lexical.get(user_id)
+        if cached is not None and cached[0] == stamp and stamp is not None:
+            return cached[1]
+        lexical: LexicalIndex | None = None
+        if blob is not None:
+            try:
+                lexical = LexicalIndex.from_bytes(blob)
+            except (ValueError, KeyError, OSError) as exc:
+                log.warning("BM25 index of %s unreadable (%s); rebuilding it from the chunks", user_id, exc)
+        if lexical is None:
+            lexical = self._rebuild_lexical(user_id)
+        with self._corpus_lock:
+            self._lexical[user_id] = (stamp, lexical)
+        return lexical
+
+    def _chunks_of_file(self, user_id: str, file_id: str) -> list[dict[str, Any]]:
+        """A document's chunk records (immutable once written: file ids are never reused)."""
+        key = (user_id, file_id)
+        with self._corpus_lock:
+            cached = self._chunk_files.get(key)
+            if cached is not None:
+                self._chunk_files.move_to_end(key)
+                return cached
+        chunks: list[dict[str, Any]] = read_json(self._chunk_path(user_id, file_id), [])
+        with self._corpus_lock:
+            self._chunk_files[key] = chunks
+            while len(self._chunk_files) > CHUNK_FILES_CACHED:
+                self._chunk_files.popitem(last=False)
+        return chunks
+
+    def _chunk_record(self, user_id: str, chunk_id: str, file_id: str) -> dict[str, Any] | None:
+        chunks = self._chunks_of_file(user_id, file_id)
+        _, _, number = chunk_id.rpartition(":")
+        if number.isdigit() and int(number) < len(chunks) and chunks[int(number)].get("chunk_id") == chunk_id:
+            return chunks[int(number)]
+        return next((c for c in chunks if c.get("chunk_id") == chunk_id), None)
 
     def _search_sync(
         self, user_id: str, query: str, top_k: int, file_ids: list[str] | None, mode: SearchMode
     ) -> list[Hit]:
-        corpus = self._corpus(user_id)
-        if not corpus.chunks or top_k <= 0:
+        lexical = self._lexical_index(user_id)
+        if len(lexical) == 0 or top_k <= 0:
             return []
         docs = self._documents(user_id)
         allowed: set[str] | None = None
@@ -354,32 +434,37 @@ class RagService:
             allowed = {f for f in file_ids if f in docs}
             if not allowed:
                 return []
+        elif not lexical.files() <= docs.keys():
+            allowed = lexical.files() & docs.keys()  # indexed but never catalogued (a crash mid-ingest)
         depth = max(top_k * 4, self.settings.rag_candidates)
         dense: list[tuple[str, float]] = []
-        lexical: list[tuple[str, float]] = []
+        ranked_lexical: list[tuple[str, float]] = []
         if mode in ("hybrid", "dense"):
             vector = self.embedder.embed([query])[0]
-            dense = [(cid, s) for cid, s in self.store.search(user_id, vector, depth, allowed) if cid in corpus.by_id]
+            dense = [(c, s) for c, s in self.store.search(user_id, vector, depth, allowed) if c in lexical.by_id]
         if mode in ("hybrid", "bm25"):
-            lexical = corpus.search(query, depth, allowed)
+            ranked_lexical = lexical.search(query, depth, allowed)
         if mode == "dense":
             ranked = dense
         elif mode == "bm25":
-            ranked = lexical
+            ranked = ranked_lexical
         else:
             ranked = reciprocal_rank_fusion(
-                [[cid for cid, _ in dense], [cid for cid, _ in lexical]],
+                [[cid for cid, _ in dense], [cid for cid, _ in ranked_lexical]],
                 k=self.settings.rag_rrf_k,
                 weights=[self.settings.rag_dense_weight, self.settings.rag_bm25_weight],
             )
-        hits = []
-        for chunk_id, score in ranked[:top_k]:
-            chunk = corpus.chunks[corpus.by_id[chunk_id]]
-            record = docs.get(chunk["file_id"])
-            if record is None:
+        hits: list[Hit] = []
+        for chunk_id, score in ranked:
+            if len(hits) == top_k:
+                break
+            file_id = lexical.file_ids[lexical.by_id[chunk_id]]
+            record = docs.get(file_id)
+            chunk = self._chunk_record(user_id, chunk_id, file_id) if record is not None else None
+            if record is None or chunk is None:
                 continue
             hits.append(Hit(
-                file_id=chunk["file_id"],
+                file_id=file_id,
                 filename=record["filename"],
                 chunk_id=chunk_id,
                 text=chunk["text"],
@@ -447,7 +532,9 @@ class RagService:
                 record = catalog.setdefault("documents", {}).pop(file_id, None)
             if record is None:
                 return False
-            self.store.delete_file(user_id, file_id)
+            lexical = self._lexical_index(user_id).copy()
+            lexical.remove_files({file_id})
+            self.store.delete_file(user_id, file_id, sidecars={LEXICAL_SIDECAR: lexical.to_bytes()})
             self._chunk_path(user_id, file_id).unlink(missing_ok=True)
             (self._upload_dir(user_id) / safe_filename(record["stored_name"])).unlink(missing_ok=True)
         return True
@@ -467,7 +554,10 @@ class RagService:
         remove_tree(self._index_dir(user_id))
         remove_tree(self._upload_dir(user_id))
         with self._corpus_lock:
-            self._corpora.pop(user_id, None)
+            self._lexical.pop(user_id, None)
+            self._catalogs.pop(user_id, None)
+            for key in [k for k in self._chunk_files if k[0] == user_id]:
+                del self._chunk_files[key]
         return count
 
     async def delete_user(self, user_id: str) -> int:

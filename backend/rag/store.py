@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,7 +44,12 @@ def user_dir_name(user_id: str) -> str:
 
 
 class VectorStore(Protocol):
-    def add(self, user_id: str, chunk_ids: list[str], file_ids: list[str], vectors: np.ndarray) -> None: ...
+    """Vectors per user, plus *sidecar* files committed with them (the service's BM25 index)."""
+
+    def add(
+        self, user_id: str, chunk_ids: list[str], file_ids: list[str], vectors: np.ndarray,
+        sidecars: dict[str, bytes] | None = None,
+    ) -> None: ...
 
     def search(
         self, user_id: str, vector: np.ndarray, k: int, file_ids: set[str] | None = None
@@ -52,30 +57,102 @@ class VectorStore(Protocol):
         """(chunk_id, cosine score) best first."""
         ...
 
-    def delete_file(self, user_id: str, file_id: str) -> int: ...
+    def delete_file(self, user_id: str, file_id: str, sidecars: dict[str, bytes] | None = None) -> int: ...
 
     def delete_user(self, user_id: str) -> None: ...
 
     def count(self, user_id: str) -> int: ...
 
+    def vectors(self, user_id: str, chunk_ids: list[str]) -> dict[str, np.ndarray]: ...
+
+    def sidecar(self, user_id: str, name: str) -> tuple[Any, bytes | None]:
+        """(a stamp that changes with every commit, the bytes committed last under ``name``)."""
+        ...
+
+
+def _faiss() -> Any:
+    """The faiss module (imported on first use; typed loosely: its SWIG API is wider than its stubs)."""
+    import faiss
+
+    return faiss
+
 
 # --- FAISS -----------------------------------------------------------------------------------------
+
+ANN_NPROBE_FRACTION = 1 / 16  # share of the IVF lists scanned per query (recall ≈ 0.95+ on MiniLM vectors)
 
 
 @dataclass
 class _FaissState:
     stamp: tuple[int, int, int]  # (inode, mtime_ns, size) of faiss.json when loaded (a commit replaces the file)
     index: Any
-    meta: dict[str, Any]  # {"dim", "generation", "next_id", "rows": {int_id: [chunk_id, file_id]}}
+    meta: dict[str, Any]  # {"dim", "generation", "next_id", "rows": {int_id: [chunk_id, file_id]}, "kind", "sidecars"}
+    sidecars: dict[str, bytes] = field(default_factory=dict)  # files committed in this generation
+    _by_chunk: dict[str, int] | None = None
 
     def ids_for_files(self, file_ids: set[str]) -> np.ndarray:
         return np.array([int(i) for i, (_, f) in self.meta["rows"].items() if f in file_ids], dtype=np.int64)
 
+    def id_of_chunk(self) -> dict[str, int]:
+        if self._by_chunk is None:
+            self._by_chunk = {c: int(i) for i, (c, _) in self.meta["rows"].items()}
+        return self._by_chunk
+
+
+def all_vectors(index: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of every row of an ``IndexIDMap2(IndexFlatIP)`` or an ``IndexIVFFlat``."""
+    faiss = _faiss()
+
+    if isinstance(index, faiss.IndexIVFFlat):
+        invlists = index.invlists
+        ids_parts, vector_parts = [], []
+        for list_no in range(index.nlist):
+            size = invlists.list_size(list_no)
+            if size == 0:
+                continue
+            ids_parts.append(faiss.rev_swig_ptr(invlists.get_ids(list_no), size).copy())
+            codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * invlists.code_size)
+            vector_parts.append(np.frombuffer(codes.tobytes(), dtype=np.float32).reshape(size, index.d))
+        if not ids_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, index.d), dtype=np.float32)
+        return np.concatenate(ids_parts).astype(np.int64), np.vstack(vector_parts)
+    flat = faiss.downcast_index(index.index)
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    vectors = faiss.vector_to_array(flat.codes).view(np.float32).reshape(-1, index.d)
+    return ids, vectors.copy()
+
+
+def build_ivf(ids: np.ndarray, vectors: np.ndarray) -> Any:
+    """An ``IndexIVFFlat`` (inner product) over these rows: ~4·sqrt(n) lists, k-means on a sample."""
+    faiss = _faiss()
+
+    n, dim = vectors.shape
+    nlist = int(max(16, min(4096, 4 * np.sqrt(n))))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.max_points_per_centroid = 64  # train on a sample: seconds, not minutes, at 100k rows
+    index.cp.seed = 1234
+    index.train(np.ascontiguousarray(vectors))
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # remove_ids and reconstruct by id
+    index.add_with_ids(np.ascontiguousarray(vectors), ids)
+    index.own_fields = True
+    quantizer.this.disown()
+    return index
+
 
 class FaissStore:
-    def __init__(self, root: Path, dim: int) -> None:
+    """Exact search (``IndexFlatIP``) up to ``ann_min_vectors`` rows per user, IVF beyond.
+
+    Every commit writes a new generation: the index, then the named *sidecar* files the caller
+    passes (the service's BM25 index), then ``faiss.json`` naming that generation and its files.
+    Readers load the index and sidecars of one generation together, so they are never out of step.
+    """
+
+    def __init__(self, root: Path, dim: int, ann_min_vectors: int = 0, search_threads: int = 1) -> None:
         self.root = Path(root)
         self.dim = dim
+        self.ann_min_vectors = ann_min_vectors  # 0 = always exact
+        self.search_threads = search_threads
         self._cache: dict[str, _FaissState] = {}
         self._mutex = threading.Lock()
 
@@ -94,83 +171,134 @@ class FaissStore:
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _empty(self) -> _FaissState:
-        import faiss
+        faiss = _faiss()
 
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        return _FaissState((0, 0, 0), index, {"dim": self.dim, "generation": 0, "next_id": 0, "rows": {}})
+        meta = {"dim": self.dim, "generation": 0, "next_id": 0, "rows": {}, "kind": "flat", "sidecars": []}
+        return _FaissState((0, 0, 0), index, meta)
+
+    def _sidecar_path(self, user_id: str, name: str, generation: int) -> Path:
+        return self._dir(user_id) / f"{name}.{generation}.bin"
 
     def _load(self, user_id: str) -> _FaissState:
         """The current state, reloaded from disk if another writer changed it."""
-        import faiss
+        faiss = _faiss()
 
         meta_path = self._meta_path(user_id)
-        stamp = self._stamp(meta_path)
-        with self._mutex:
-            cached = self._cache.get(user_id)
-            if cached is not None and stamp == cached.stamp:
-                return cached
-        if stamp is None:
-            state = self._empty()
-        else:
+        for _attempt in range(5):  # a commit in another process may unlink the files we were about to read
+            stamp = self._stamp(meta_path)
+            with self._mutex:
+                cached = self._cache.get(user_id)
+                if cached is not None and stamp == cached.stamp:
+                    return cached
+            if stamp is None:
+                state = self._empty()
+                break
             meta = read_json(meta_path)
-            index_path = self._dir(user_id) / f"faiss.{int(meta['generation'])}.index"
-            raw = np.fromfile(index_path, dtype=np.uint8)
-            index = faiss.deserialize_index(raw)
-            state = _FaissState(stamp, index, meta)
+            generation = int(meta["generation"])
+            try:
+                raw = np.fromfile(self._dir(user_id) / f"faiss.{generation}.index", dtype=np.uint8)
+                sidecars = {
+                    name: self._sidecar_path(user_id, name, generation).read_bytes() for name in meta.get("sidecars", [])
+                }
+            except FileNotFoundError:
+                continue
+            state = _FaissState(stamp, faiss.deserialize_index(raw), meta, sidecars)
+            break
+        else:
+            raise ServiceUnavailableError("The vector index is being rewritten; try again.", retry_after=1)
         with self._mutex:
             self._cache[user_id] = state
         return state
 
-    def _commit(self, user_id: str, state: _FaissState) -> None:
-        import faiss
+    def _commit(self, user_id: str, state: _FaissState, sidecars: dict[str, bytes] | None) -> None:
+        faiss = _faiss()
 
         directory = self._dir(user_id)
         old_generation = int(state.meta["generation"])
-        state.meta["generation"] = old_generation + 1
-        new_index = directory / f"faiss.{state.meta['generation']}.index"
-        atomic_write_bytes(new_index, faiss.serialize_index(state.index).tobytes())
+        old_sidecars = list(state.meta.get("sidecars", []))
+        generation = old_generation + 1
+        state.meta["generation"] = generation
+        atomic_write_bytes(directory / f"faiss.{generation}.index", faiss.serialize_index(state.index).tobytes())
+        sidecars = dict(sidecars or {})
+        for name, data in sidecars.items():
+            if not _SIDECAR_RE.fullmatch(name):
+                raise ValueError(f"bad sidecar name {name!r}")
+            atomic_write_bytes(self._sidecar_path(user_id, name, generation), data)
+        state.meta["sidecars"] = sorted(sidecars)
         atomic_write_json(self._meta_path(user_id), state.meta)  # the commit point
         with contextlib.suppress(FileNotFoundError):
             (directory / f"faiss.{old_generation}.index").unlink()
+        for name in old_sidecars:
+            self._sidecar_path(user_id, name, old_generation).unlink(missing_ok=True)
         state.stamp = self._stamp(self._meta_path(user_id)) or (0, 0, 0)
+        state.sidecars = sidecars
+        state._by_chunk = None
         with self._mutex:
             self._cache[user_id] = state
 
     def _lock(self, user_id: str) -> Any:
         return file_lock(self._dir(user_id) / "faiss")
 
-    def add(self, user_id: str, chunk_ids: list[str], file_ids: list[str], vectors: np.ndarray) -> None:
-        if len(chunk_ids) == 0:
+    def _maybe_switch_to_ivf(self, state: _FaissState) -> None:
+        """Exact below ``ann_min_vectors``; IVF at or above it, retrained when the user has grown 4×."""
+        n = int(state.index.ntotal)
+        if not self.ann_min_vectors or n < self.ann_min_vectors:
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        trained_on = int(state.meta.get("ivf_trained_on", 0))
+        if state.meta.get("kind") == "ivf" and n < 4 * trained_on:
+            return
+        ids, vectors = all_vectors(state.index)
+        state.index = build_ivf(ids, vectors)
+        state.meta["kind"], state.meta["ivf_trained_on"] = "ivf", n
+
+    def add(
+        self, user_id: str, chunk_ids: list[str], file_ids: list[str], vectors: np.ndarray,
+        sidecars: dict[str, bytes] | None = None,
+    ) -> None:
+        if len(chunk_ids) == 0 and sidecars is None:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if vectors.shape != (len(chunk_ids), self.dim):
             raise ValueError(f"expected {(len(chunk_ids), self.dim)} vectors, got {vectors.shape}")
         with self._lock(user_id):
             state = self._load(user_id)
             start = int(state.meta["next_id"])
             ids = np.arange(start, start + len(chunk_ids), dtype=np.int64)
-            state.index.add_with_ids(vectors, ids)
+            if len(chunk_ids):
+                state.index.add_with_ids(vectors, ids)
             for i, chunk_id, file_id in zip(ids.tolist(), chunk_ids, file_ids, strict=False):
                 state.meta["rows"][str(i)] = [chunk_id, file_id]
             state.meta["next_id"] = start + len(chunk_ids)
-            self._commit(user_id, state)
+            self._maybe_switch_to_ivf(state)
+            self._commit(user_id, state, sidecars)
+
+    def _params(self, state: _FaissState, selector: Any) -> Any:
+        faiss = _faiss()
+
+        if state.meta.get("kind") == "ivf":
+            nprobe = max(1, int(round(state.index.nlist * ANN_NPROBE_FRACTION)))
+            return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        return faiss.SearchParameters(sel=selector) if selector is not None else None
 
     def search(
         self, user_id: str, vector: np.ndarray, k: int, file_ids: set[str] | None = None
     ) -> list[tuple[str, float]]:
-        import faiss
+        faiss = _faiss()
 
         state = self._load(user_id)
         if state.index.ntotal == 0 or k <= 0:
             return []
-        params = None
+        selector = None
         if file_ids is not None:
             allowed = state.ids_for_files(file_ids)
             if allowed.size == 0:
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            selector = faiss.IDSelectorBatch(allowed)
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-        scores, ids = state.index.search(query, min(k, state.index.ntotal), params=params)
+        if self.search_threads:
+            faiss.omp_set_num_threads(self.search_threads)  # one query: threads only add wake-up latency
+        scores, ids = state.index.search(query, min(k, state.index.ntotal), params=self._params(state, selector))
         out = []
         for score, int_id in zip(scores[0].tolist(), ids[0].tolist(), strict=False):
             if int_id < 0:
@@ -180,31 +308,56 @@ class FaissStore:
                 out.append((row[0], float(score)))
         return out
 
-    def delete_file(self, user_id: str, file_id: str) -> int:
-        import faiss
+    def vectors(self, user_id: str, chunk_ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of those ``chunk_ids`` this user has (for re-using unchanged chunks)."""
+        state = self._load(user_id)
+        by_chunk = state.id_of_chunk()
+        out = {}
+        for chunk_id in chunk_ids:
+            int_id = by_chunk.get(chunk_id)
+            if int_id is not None:
+                out[chunk_id] = np.asarray(state.index.reconstruct(int_id), dtype=np.float32)
+        return out
+
+    def sidecar(self, user_id: str, name: str) -> tuple[tuple[int, int, int], bytes | None]:
+        """(generation stamp, bytes) of a file committed with the current index (None if it has none)."""
+        state = self._load(user_id)
+        return state.stamp, state.sidecars.get(name)
+
+    def delete_file(self, user_id: str, file_id: str, sidecars: dict[str, bytes] | None = None) -> int:
+        faiss = _faiss()
 
         with self._lock(user_id):
             state = self._load(user_id)
             ids = state.ids_for_files({file_id})
-            if ids.size == 0:
+            if ids.size == 0 and sidecars is None:
                 return 0
-            removed = int(state.index.remove_ids(faiss.IDSelectorBatch(ids)))
+            removed = 0
+            if ids.size:
+                ids = np.ascontiguousarray(ids, dtype=np.int64)
+                # IVF's hashtable direct map removes only through an IDSelectorArray
+                selector = faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids))
+                removed = int(state.index.remove_ids(selector))
             for i in ids.tolist():
                 state.meta["rows"].pop(str(i), None)
-            self._commit(user_id, state)
+            self._commit(user_id, state, sidecars)
             return removed
 
     def delete_user(self, user_id: str) -> None:
         directory = self._dir(user_id)
         with self._lock(user_id):
-            for path in directory.glob("faiss.*"):
-                if not path.name.endswith(".lock"):
-                    path.unlink(missing_ok=True)
+            for pattern in ("faiss.*", "*.bin"):
+                for path in directory.glob(pattern):
+                    if not path.name.endswith(".lock"):
+                        path.unlink(missing_ok=True)
         with self._mutex:
             self._cache.pop(user_id, None)
 
     def count(self, user_id: str) -> int:
         return int(self._load(user_id).index.ntotal)
+
+
+_SIDECAR_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 # --- Chroma ----------------------------------------------------------------------------------------
@@ -257,8 +410,46 @@ class ChromaStore:
         except Exception:  # noqa: BLE001 - chroma raises NotFoundError/ValueError by version
             return None
 
-    def add(self, user_id: str, chunk_ids: list[str], file_ids: list[str], vectors: np.ndarray) -> None:
+    def _sidecar_dir(self, user_id: str) -> Path:
+        return self.settings.indexes_path / user_dir_name(user_id) / "chroma-sidecars"
+
+    def _write_sidecars(self, user_id: str, sidecars: dict[str, bytes] | None) -> None:
+        """Chroma cannot commit our files with its own: they get a generation pointer of their own."""
+        if sidecars is None:
+            return
+        directory = self._sidecar_dir(user_id)
+        with file_lock(directory / "sidecars"):
+            meta = read_json(directory / "sidecars.json", {"generation": 0, "names": []})
+            generation = int(meta["generation"]) + 1
+            for name, data in sidecars.items():
+                atomic_write_bytes(directory / f"{name}.{generation}.bin", data)
+            atomic_write_json(directory / "sidecars.json", {"generation": generation, "names": sorted(sidecars)})
+            for name in meta["names"]:
+                (directory / f"{name}.{meta['generation']}.bin").unlink(missing_ok=True)
+
+    def sidecar(self, user_id: str, name: str) -> tuple[Any, bytes | None]:
+        directory = self._sidecar_dir(user_id)
+        meta = read_json(directory / "sidecars.json", None)
+        if meta is None or name not in meta["names"]:
+            return None, None
+        try:
+            return int(meta["generation"]), (directory / f"{name}.{int(meta['generation'])}.bin").read_bytes()
+        except FileNotFoundError:
+            return None, None
+
+    def vectors(self, user_id: str, chunk_ids: list[str]) -> dict[str, np.ndarray]:
+        collection = self._collection(user_id, create=False)
+        if collection is None or not chunk_ids:
+            return {}
+        got = collection.get(ids=chunk_ids, include=["embeddings"])
+        return {cid: np.asarray(v, dtype=np.float32) for cid, v in zip(got["ids"], got["embeddings"], strict=False)}
+
+    def add(
+        self, user_id: str, chunk_ids: list[str], file_ids: list[str], vectors: np.ndarray,
+        sidecars: dict[str, bytes] | None = None,
+    ) -> None:
         if not chunk_ids:
+            self._write_sidecars(user_id, sidecars)
             return
         collection = self._collection(user_id)
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -269,6 +460,7 @@ class ChromaStore:
                 embeddings=vectors[begin:end],
                 metadatas=[{"file_id": f} for f in file_ids[begin:end]],
             )
+        self._write_sidecars(user_id, sidecars)
 
     def search(
         self, user_id: str, vector: np.ndarray, k: int, file_ids: set[str] | None = None
@@ -290,13 +482,12 @@ class ChromaStore:
         )
         return [(cid, 1.0 - float(d)) for cid, d in zip(result["ids"][0], result["distances"][0], strict=False)]
 
-    def delete_file(self, user_id: str, file_id: str) -> int:
+    def delete_file(self, user_id: str, file_id: str, sidecars: dict[str, bytes] | None = None) -> int:
         collection = self._collection(user_id, create=False)
-        if collection is None:
-            return 0
-        ids = collection.get(where={"file_id": file_id}, include=[])["ids"]
+        ids = [] if collection is None else collection.get(where={"file_id": file_id}, include=[])["ids"]
         if ids:
             collection.delete(ids=ids)
+        self._write_sidecars(user_id, sidecars)
         return len(ids)
 
     def delete_user(self, user_id: str) -> None:
@@ -311,7 +502,7 @@ class ChromaStore:
 def build_store(settings: Settings, dim: int) -> VectorStore:
     if settings.vector_store == "chroma":
         return ChromaStore(settings)
-    return FaissStore(settings.indexes_path, dim)
+    return FaissStore(settings.indexes_path, dim, ann_min_vectors=settings.rag_ann_min_vectors)
 
 
 def remove_tree(path: Path) -> None:
