@@ -41,6 +41,7 @@ def _archive(services: Services, user_id: str, documents: list[dict[str, Any]]) 
         "documents.json": documents,
         "conversations.json": services.conversations.export_user(user_id),
         "responses.json": services.responses.export_user(user_id),
+        "usage.json": services.usage.get(user_id),
         "export.json": {"exported_at": int(time.time()), "format": 1},
     }
     buf = io.BytesIO()
@@ -67,5 +68,6 @@ def _delete_records(services: Services, user_id: str, documents: int) -> dict[st
         "responses": services.responses.delete_user(user_id),
         "documents": documents,
     }
+    services.usage.delete_user(user_id)
     services.users.delete(user_id)  # last: a crash midway leaves a user who can retry
     return counts

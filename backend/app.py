@@ -41,6 +41,7 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
     from backend.storage.jsonstore import clean_temp_files
     from backend.storage.keys import ApiKeyStore
     from backend.storage.responses import ResponseStore
+    from backend.storage.usage import UsageStore
     from backend.storage.users import UserStore
 
     for directory in settings.state_dirs():
@@ -71,6 +72,7 @@ def build_services(settings: Settings, provider=None):  # noqa: ANN001, ANN201 -
             1, settings.queue_max_size, settings.queue_timeout_s, settings.queue_max_per_user or None
         ),
         responses=ResponseStore(settings.responses_path, settings.responses_max_per_user),
+        usage=UsageStore(settings.usage_path),
     )
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from backend.storage.conversations import ConversationStore
     from backend.storage.keys import ApiKeyStore
     from backend.storage.responses import ResponseStore
+    from backend.storage.usage import UsageStore
     from backend.storage.users import UserStore
 
 log = logging.getLogger("backend.services")
@@ -60,6 +61,7 @@ class Services:
     #: fair per-user queue in front of the embedding model (``/v1/embeddings``, one batch at a time)
     embedding_scheduler: FairScheduler | None = None
     responses: ResponseStore = None  # type: ignore[assignment]  # stored /v1/responses (built in build_services)
+    usage: UsageStore = None  # type: ignore[assignment]  # per-user request/token counters (build_services)
     mcp: McpManager | None = None  # attached MCP servers (backend.mcp.client), started in the lifespan
     extras: dict[str, Any] = field(default_factory=dict)
     _rag: Any = None

@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     responses_max_per_user: int = Field(default=500, ge=1)  # stored responses; beyond it the oldest is evicted
     responses_max_input_items: int = Field(default=512, ge=1)  # items in one request's `input`
 
+    # --- conversations page (issue 16, helper H): search bound, per-user usage counters --------
+    conversation_search_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)  # stored JSON one search may read
+    conversation_search_per_user: int = Field(default=2, ge=1)  # searches one user may run at once; more get 429
+    usage_dir: Path | None = None  # per-user request/token counters (default data/usage)
+
     # --- MCP (issue 13): attached MCP servers' tools, and our tools served at /mcp ------------
     mcp_servers: list[McpServerConfig] = Field(default_factory=list)  # JSON list in MCP_SERVERS
     mcp_max_result_chars: int = 16_000  # an MCP tool result is cut to this many characters
@@ -275,6 +280,10 @@ class Settings(BaseSettings):
     @property
     def responses_path(self) -> Path:
         return self._under_data(self.responses_dir, "responses")
+
+    @property
+    def usage_path(self) -> Path:
+        return self._under_data(self.usage_dir, "usage")
 
     def state_dirs(self) -> list[Path]:
         """Directories that must exist before the server accepts requests."""

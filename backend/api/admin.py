@@ -30,11 +30,30 @@ class UserPatch(BaseModel):
     password: str | None = Field(default=None, max_length=4096)
 
 
+def _usage(services: Services, rag: Any, user_id: str) -> dict[str, int]:
+    """Answered requests and tokens (the usage counters), documents and their bytes (the catalog)."""
+    return {**services.usage.get(user_id), **rag.usage(user_id)}
+
+
 @router.get("/users")
 async def list_users(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
                      _: Principal = Depends(admin_user), services: Services = Depends(get_services)) -> dict[str, Any]:
     users, total = await off_loop(services, services.users.list, limit, offset)
-    return {"data": [public_user(u) for u in users], "total": total, "has_more": offset + len(users) < total}
+    rag = await services.rag()
+
+    def with_usage() -> list[dict[str, Any]]:
+        return [{**public_user(u), "usage": _usage(services, rag, u["id"])} for u in users]
+
+    data = await off_loop(services, with_usage)
+    return {"data": data, "total": total, "has_more": offset + len(users) < total}
+
+
+@router.get("/users/{user_id}/usage")
+async def user_usage(user_id: str, _: Principal = Depends(admin_user), services: Services = Depends(get_services)) -> dict[str, int]:
+    """``{"requests", "prompt_tokens", "completion_tokens", "documents", "bytes"}`` of one user."""
+    await off_loop(services, services.users.require, user_id)
+    rag = await services.rag()
+    return await off_loop(services, _usage, services, rag, user_id)
 
 
 @router.post("/users", status_code=201)

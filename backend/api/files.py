@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from backend.api.deps import current_user, get_services
+from backend.api.deps import current_user, get_services, off_loop
 from backend.errors import APIError, BadRequestError, PayloadTooLargeError
 from backend.rag.jobs import IngestJobs
 from backend.rag.service import IngestItem, RagService
@@ -232,14 +232,23 @@ async def list_documents(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    return await (await _rag(services)).list_documents(principal.user_id, limit, offset)
+    page = await (await _rag(services)).list_documents(principal.user_id, limit, offset)
+    cited = await off_loop(services, services.conversations.citations, principal.user_id)
+    page["data"] = [_with_citations(doc, cited) for doc in page["data"]]
+    return page
+
+
+def _with_citations(doc: dict[str, Any], cited: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The document plus ``cited_in``: this user's conversations whose answers cite it, newest first."""
+    return {**doc, "cited_in": cited.get(doc["file_id"], [])}
 
 
 @router.get("/documents/{file_id}")
 async def get_document(
     file_id: str, principal: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
-    return await (await _rag(services)).get_document(principal.user_id, file_id)
+    doc = await (await _rag(services)).get_document(principal.user_id, file_id)
+    return _with_citations(doc, await off_loop(services, services.conversations.citations, principal.user_id))
 
 
 @router.get("/documents/{file_id}/content")
