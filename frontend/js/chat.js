@@ -4,6 +4,7 @@ import { ApiError, api, friendlyError, parseJsonResponse } from './api.js';
 import { hideBanner, showBanner } from './banner.js';
 import { $, button } from './dom.js';
 import { historyOf, refreshAfterAnswer } from './conversations.js';
+import { loadDocuments } from './documents.js';
 import { readSettings } from './convsettings.js';
 import {
   addMessageView, addStep, appendReasoning, scrollToBottom, setAgent, setBody, setSources, setUsage, showMessageError,
@@ -248,7 +249,10 @@ function ask(text) {
       // sent with the next question.
       if (completed) conv.messages = history.concat([{ role: 'assistant', content: answer }]);
       if (state.streaming === controller) setStreaming(null);
-      if (session.token && !unauthorized) refreshAfterAnswer(conv);
+      if (session.token && !unauthorized) {
+        refreshAfterAnswer(conv);
+        if (completed && $('use-docs').checked) loadDocuments(); // which conversations cite what
+      }
       scrollToBottom(false);
     }
   })();
