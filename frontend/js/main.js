@@ -1,5 +1,16 @@
 // Chat page for the local agent server: native ES modules, no build step, no inline script (the
 // page runs under a strict Content-Security-Policy). This module wires the views together.
+//
+//   session.js   the token: storage, refresh before expiry, expiry → login with the draft kept
+//   api.js       the API client: JSON requests, OpenAI error bodies → sentences, downloads, uploads
+//   sse.js       text/event-stream reader          markdown.js  Markdown + DOMPurify + highlight.js
+//   messages.js  one message on screen (steps, sources, usage, copy)
+//   chat.js      ask / stream / stop / regenerate / edit and resend
+//   conversations.js  list, search, pagination, open, rename, delete, export
+//   convsettings.js   per-conversation system prompt, temperature, model, mode
+//   models.js    model and mode pickers           documents.js  upload (drop, progress), list, cited_in
+//   account.js   keys, password, export/delete    admin.js      users, usage, disable, reset password
+//   dom.js, banner.js, state.js   small helpers and the shared state
 import { ApiError, api, friendlyError } from './api.js';
 import { changePassword, createKey, deleteAccount, exportAccount, setAccountHooks, showAccount } from './account.js';
 import { createUser, loadUsers, setAdminHooks } from './admin.js';

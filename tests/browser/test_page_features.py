@@ -62,7 +62,7 @@ def test_account_view_creates_a_key_the_openai_sdk_can_use_then_revokes_it(app_s
     row = page.locator("#key-rows tr", has_text="laptop")
     row.wait_for()
     assert secret not in page.inner_text("#keys-table")  # the list shows a prefix, never the secret
-    screenshot(page, "account")
+    screenshot(page, "account-keys")
     assert_accessible(page, "account")
 
     # the key works from the official SDK
@@ -350,7 +350,7 @@ def test_admin_view_users_usage_disable_and_reset(app_server: AppServer, new_pag
     page.wait_for_function("() => document.querySelector('#admin-status').textContent.includes('reset')")
     r = httpx.post(app_server.base_url + "/api/auth/login", json={"username": "carol", "password": "carol's second password"})
     assert r.status_code == 200
-    screenshot(page, "admin")
+    screenshot(page, "admin-users")
     assert_accessible(page, "admin")
     assert not page.errors and not page.dialogs
 

@@ -128,6 +128,10 @@ def test_whole_session_with_the_real_model(short_token_server: LiveServer, new_p
     page.wait_for_selector("#key-rows tr")  # an API call with the refreshed token
     assert page.locator("#login-view").is_hidden()
     assert axe_violations(page) == []
+    page.click("#nav-admin")
+    page.wait_for_selector("#user-rows tr[data-username=alice]")
+    screenshot(page, "admin")
+    assert axe_violations(page) == []
     page.click("#nav-chat")
     page.locator("#conv-list .item-main").first.click()
     page.wait_for_selector(".msg-assistant")
