@@ -31,7 +31,7 @@ export async function loadKeys() {
     keys.forEach((k) => {
       const tr = make('tr');
       tr.appendChild(make('td', null, k.name || '(unnamed)'));
-      tr.appendChild(make('td', 'mono', (k.prefix || '') + '\u2026'));
+      tr.appendChild(make('td', 'mono', k.prefix || ''));
       tr.appendChild(make('td', null, (k.scopes || []).join(', ')));
       tr.appendChild(make('td', null, formatDate(k.created_at)));
       tr.appendChild(make('td', null, k.expires_at ? formatDate(k.expires_at) : 'never'));

@@ -75,8 +75,10 @@ async function dropLastExchange() {
   let i = nodes.length - 1;
   while (i >= 0 && !nodes[i].classList.contains('msg-user')) i--;
   if (i < 0) return;
-  const lastUserLocal = conv.messages.map((m) => m.role).lastIndexOf('user');
-  if (conv.id && lastUserLocal !== -1) {
+  // the exchange on screen was stored only if it completed: then the screen and the history agree
+  const shownQuestions = nodes.filter((n) => n.classList.contains('msg-user')).length;
+  const storedQuestions = conv.messages.filter((m) => m.role === 'user').length;
+  if (conv.id && storedQuestions > 0 && shownQuestions === storedQuestions) {
     const stored = await api('/api/conversations/' + encodeURIComponent(conv.id));
     const index = (stored.messages || []).map((m) => m.role).lastIndexOf('user');
     if (index !== -1) {

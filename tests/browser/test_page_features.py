@@ -439,3 +439,25 @@ def test_keyboard_reaches_every_control_and_views_pass_axe(app_server: AppServer
     page.click("#nav-chat")
     assert_accessible(page, "chat-dark")
     assert not page.errors
+
+
+def test_retrying_a_failed_answer_keeps_the_stored_exchanges(app_server: AppServer, new_page: Any) -> None:
+    page = new_page()
+    login(page, app_server.base_url)
+    page.select_option("#mode-select", "chat")
+    app_server.provider.outputs = ["First answer."]
+    send(page, "first question")
+    last_answer_done(page)
+    conv_id = active_id(app_server, page)
+    app_server.provider.fail = RuntimeError("model crashed")
+    send(page, "second question")
+    last_answer_done(page).locator(".msg-error").wait_for()
+    app_server.provider.fail = None
+    app_server.provider.outputs = ["Second answer."]
+    page.locator(".msg-assistant").last.locator(".regen-btn").click()
+    page.wait_for_function("() => [...document.querySelectorAll('.msg-assistant .msg-body')].some(b => b.textContent.includes('Second answer'))")
+    last_answer_done(page)
+    assert page.locator(".msg-user .msg-body").all_inner_texts() == ["first question", "second question"]
+    contents = [m["content"] for m in stored(app_server, page, conv_id)["messages"]]
+    assert contents == ["first question", "First answer.", "second question", "Second answer."]
+    assert not page.errors

@@ -64,8 +64,8 @@ def test_whole_session_with_the_real_model(short_token_server: LiveServer, new_p
     page.click("#nav-chat")
     page.select_option("#mode-select", "auto")
     send(page, "What is 1234 * 5678?")
-    page.wait_for_selector(".msg-assistant.streaming .step", timeout=300_000)  # a step while still streaming
-    msg = last_answer_done(page, timeout=600_000)
+    page.wait_for_selector(".msg-assistant.streaming .step", timeout=1_200_000)  # a step while still streaming
+    msg = last_answer_done(page, timeout=1_200_000)
     assert msg.locator(".msg-error").is_hidden(), msg.locator(".msg-error").inner_text()
     steps = msg.locator(".step")
     programs = [i for i in range(steps.count()) if steps.nth(i).locator(".step-tool").all_inner_texts() == ["python_code"]]
@@ -88,7 +88,7 @@ def test_whole_session_with_the_real_model(short_token_server: LiveServer, new_p
     page.check("#use-docs")
     page.select_option("#mode-select", "chat")
     send(page, "According to my documents, on what date was 'The Crazy Ones' written?")
-    answer = last_answer_done(page, timeout=600_000)
+    answer = last_answer_done(page, timeout=1_200_000)
     assert answer.locator(".msg-error").is_hidden(), answer.locator(".msg-error").inner_text()
     head = answer.locator(".source-head").first
     head.wait_for()
