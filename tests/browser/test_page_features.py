@@ -461,3 +461,23 @@ def test_retrying_a_failed_answer_keeps_the_stored_exchanges(app_server: AppServ
     contents = [m["content"] for m in stored(app_server, page, conv_id)["messages"]]
     assert contents == ["first question", "First answer.", "second question", "Second answer."]
     assert not page.errors
+
+
+def test_code_mode_shows_the_program_and_its_output_as_it_runs(app_server: AppServer, new_page: Any) -> None:
+    page = new_page()
+    login(page, app_server.base_url)
+    page.select_option("#mode-select", "code")
+    app_server.provider.outputs = ["```python\nprint(sum(i * i for i in range(1, 11)))\n```"]
+    send(page, "What is the sum of the squares of 1 to 10?")
+    msg = last_answer_done(page, timeout=60_000)
+    assert msg.locator(".msg-agent").inner_text() == "Code"
+    msg.locator(".msg-steps summary").click()
+    step = msg.locator(".step").first
+    assert step.locator(".step-tool").inner_text() == "python_code"
+    program = step.locator(".step-input")
+    assert "print(sum(i * i for i in range(1, 11)))" in program.inner_text()
+    assert program.locator("span.hljs-built_in").count() >= 1  # the program is highlighted as Python
+    assert step.locator(".step-label").all_inner_texts()[-2:] == ["Program:", "Output:"]
+    assert step.locator(".step-observation").inner_text().strip() == "385"  # the sandbox really ran it
+    assert msg.locator(".msg-body").inner_text().strip() == "385"
+    assert not page.errors
