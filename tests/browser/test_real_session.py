@@ -115,10 +115,11 @@ def test_whole_session_with_the_real_model(short_token_server: LiveServer, new_p
     page.press("#rename-input", "Enter")
     page.wait_for_function("() => document.querySelector('#chat-title').textContent.startsWith('Session test')")
     assert page.inner_text("#chat-title") != title_before
-    page.fill("#conv-search", "crazy ones")  # only in a message, not in the title
-    page.wait_for_function("() => [...document.querySelectorAll('#conv-list .item-title')].some("
-                           "t => t.textContent.startsWith('Session test'))")
-    assert page.locator("#conv-list .item-snippet").count() >= 1
+    page.fill("#conv-search", "crazy ones")  # only in a message, not in the title: found, with a snippet
+    page.wait_for_function("() => [...document.querySelectorAll('#conv-list .item')].some(i =>"
+                           " i.querySelector('.item-title').textContent.startsWith('Session test') &&"
+                           " (i.querySelector('.item-snippet') || {textContent: ''}).textContent.toLowerCase().includes('crazy ones'))")
+    assert page.locator("#conv-list .item").count() == 1
     with page.expect_download() as dl:
         page.click("#export-md-btn")
     exported = Path(dl.value.path()).read_text()
