@@ -41,7 +41,7 @@ def test_serves_the_page_with_the_security_headers(same_origin: str) -> None:
     assert "script-src 'self'" in csp and "connect-src 'self';" in csp and "frame-ancestors 'none'" in csp
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] == "no-referrer"
-    js = httpx.get(same_origin + "/app.js")
+    js = httpx.get(same_origin + "/js/main.js")
     assert js.headers["content-type"].startswith("text/javascript")
     # the shipped config.js: same origin
     assert "apiBase: ''" in httpx.get(same_origin + "/config.js").text

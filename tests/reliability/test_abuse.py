@@ -387,7 +387,7 @@ def test_security_headers_on_page_api_and_errors(make_settings):
     from tests.fakes import ScriptedProvider
 
     with TestClient(create_app(make_settings(serve_frontend=True), provider=ScriptedProvider())) as c:
-        for path in ("/", "/index.html", "/app.js", "/health", "/v1/models", "/nope"):
+        for path in ("/", "/index.html", "/js/main.js", "/health", "/v1/models", "/nope"):
             r = c.get(path)
             assert r.headers["x-content-type-options"] == "nosniff", path
             csp = {d.split()[0]: d.split()[1:] for d in (x.strip() for x in r.headers["content-security-policy"].split(";")) if d}
