@@ -39,6 +39,7 @@ def _executor(services: Services, name: str, workers: int) -> ThreadPoolExecutor
     pool = services.extras.get(name)
     if pool is None:
         pool = services.extras.setdefault(name, ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name))
+    assert isinstance(pool, ThreadPoolExecutor)
     return pool
 
 
@@ -130,10 +131,10 @@ async def current_user(
     _declared: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
 ) -> Principal:
     cached = getattr(request.state, "principal", None)
-    if cached is not None:
+    if isinstance(cached, Principal):
         return cached
     server = request.scope.get("server")
-    loopback = bool(server) and is_loopback_host(str(server[0]))
+    loopback = server is not None and is_loopback_host(str(server[0]))
     if _auth_inline(services):
         principal = authenticate(_bearer(request), services, loopback=loopback, touch=False)
         if principal.via == "api_key" and principal.token_id and services.keys.touch_due(principal.token_id):
