@@ -13,6 +13,7 @@ server CPU per request. Needs ``py-spy`` (requirements-dev.txt) and permission t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fake_upstream, running_server, table  # noqa: E402
+from bench.common import REPO, fake_upstream, running_server, source_tree, table  # noqa: E402
 
 BODY = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8, "temperature": 0}
 
@@ -49,6 +50,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+#: leaf frames that are a transport write: the time is the kernel's loopback delivery, not Python
+WRITE_SYSCALLS = ("http_writer.py:116", "httptools_impl.py:524", "httptools_impl.py:551", "SocketStream.send",
+                  "AnyIOStream.write")
+
+
 def layer_of(stack: list[str]) -> str:
     for frame in reversed(stack):
         for name, marks in LAYERS:
@@ -71,9 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     p.add_argument("--raw", type=Path, default=Path("/tmp/api_profile.txt"), help="where py-spy writes folded stacks")
     p.add_argument("--top", type=int, default=25, help="how many leaf functions to list")
+    p.add_argument("--ref", default=None, help="profile the server of this git commit instead (exported to a temp dir)")
     args = p.parse_args(argv)
     pyspy = Path(sys.executable).with_name("py-spy")
-    with fake_upstream() as upstream_v1, running_server(
+    with contextlib.ExitStack() as stack:
+        repo = stack.enter_context(source_tree(args.ref)) if args.ref else REPO
+        return _profile(args, pyspy, repo)
+
+
+def _profile(args: argparse.Namespace, pyspy: Path, repo: Path) -> int:
+    with fake_upstream() as upstream_v1, running_server(repo=repo,
         users=("alice", "bob"), admin=("alice",), wait_model=False,
         LLM_PROVIDER="openai", OPENAI_BASE_URL=upstream_v1, OPENAI_API_KEY="x", OPENAI_MODEL="fake-model",
         RATE_LIMIT_RPM="10000000", RATE_LIMIT_TPM="1000000000", OPENAI_PARALLEL="64", QUEUE_MAX_SIZE="100000",
@@ -101,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     layers: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
-    total = 0
+    total = writes = 0
     for line in args.raw.read_text().splitlines():
         stack_text, _, num = line.rpartition(" ")
         samples = int(num)
@@ -109,9 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         total += samples
         layers[layer_of(stack)] += samples
         leaves[stack[-1]] += samples
+        if any(m in stack[-1] for m in WRITE_SYSCALLS):
+            writes += samples
     ms_per_sample = 1000.0 / args.rate
     print(f"\n{n} requests in {args.seconds:.0f} s sampled at {args.rate}/s: {total} busy samples, "
           f"{total * ms_per_sample / max(n, 1):.2f} ms server CPU per request\n")
+    print(f"of which socket writes (send syscalls: loopback TCP delivery, inflated by load): "
+          f"{writes * ms_per_sample / max(n, 1):.2f} ms\n")
     print(table(["layer", "samples", "share %", "ms / request"],
                 [[k, v, round(100 * v / total, 1), round(v * ms_per_sample / max(n, 1), 3)] for k, v in layers.most_common()]))
     print(f"\ntop {args.top} leaf frames")

@@ -122,11 +122,11 @@ async def current_user(
     services: Services = Depends(get_services),
     _declared: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
 ) -> Principal:
-    cached: Principal | None = getattr(request.state, "principal", None)
-    if cached is not None:
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
         return cached
     server = request.scope.get("server")
-    loopback = bool(server) and is_loopback_host(str(server[0]))
+    loopback = server is not None and is_loopback_host(str(server[0]))
     if _auth_inline(services):
         principal = authenticate(_bearer(request), services, loopback=loopback, touch=False)
         if principal.via == "api_key" and principal.token_id and services.keys.touch_due(principal.token_id):

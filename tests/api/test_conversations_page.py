@@ -135,10 +135,8 @@ def test_search_reads_at_most_its_byte_budget_and_says_so(small_budget_api):
 
 
 def test_too_many_concurrent_searches_by_one_user_get_429(api):
-    from backend.api.conversations import _slots
-
     chat(api, "bob", "hello there")
-    slots = _slots(api.services)
+    slots = api.services.search_slots
     bob = api.users["bob"]["id"]
     for _ in range(api.services.settings.conversation_search_per_user):
         slots.take(bob)  # searches of bob's still running
