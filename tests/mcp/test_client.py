@@ -164,18 +164,13 @@ def test_a_server_down_at_start_up_has_no_tools_and_the_others_work(mcp_settings
 def test_agents_are_offered_mcp_tools_beside_the_builtins(mcp_settings):
     settings = mcp_settings(stdio_config(tools=["add"]))
 
-    class FakeServices:
-        mcp: McpManager
-
     async def body(manager):
-        services = FakeServices()
-        services.mcp = manager
-        tools = select_tools(None, settings, services)
+        tools = select_tools(None, settings, manager)  # the app's MCP manager (Services.mcp)
         assert "math_calc" in tools and "mcp_fx_add" in tools
         # a question the router files under "math" still gets the MCP tool
         narrowed = relevant_tools("what is the integral of x**2", tools)
         assert "math_calc" in narrowed and "mcp_fx_add" in narrowed and "weather" not in narrowed
-        assert "mcp_fx_add" not in select_tools(None, settings)  # without the app's services: built-ins only
+        assert "mcp_fx_add" not in select_tools(None, settings)  # without the MCP manager: built-ins only
 
     asyncio.run(with_manager(settings, body))
 
