@@ -475,6 +475,12 @@ def _part_need(text: str) -> tuple[str, str, str] | None:
     return None
 
 
+def question_pieces(query: str) -> list[str]:
+    """The request cut where one question or instruction ends and the next begins (fillers dropped)."""
+    pieces = [p.strip(" ,:") for p in _PART_CUT.split(scan_text(query))]
+    return [p for p in pieces if re.search(r"\w", p) and not _FILLER.fullmatch(p)]
+
+
 def split_parts(query: str) -> list[Part]:
     """The independent parts of a multi-part request, each with what answers it; [] if it is not one.
 
@@ -486,8 +492,7 @@ def split_parts(query: str) -> list[Part]:
     text = scan_text(query)
     if _first(_SEQUENTIAL, text.lower()):
         return []
-    pieces = [p.strip(" ,:") for p in _PART_CUT.split(text)]
-    pieces = [p for p in pieces if re.search(r"\w", p) and not _FILLER.fullmatch(p)]
+    pieces = question_pieces(text)
     merged: list[str] = []
     carry = ""
     for i, piece in enumerate(pieces):

@@ -22,7 +22,7 @@ from backend.agents.events import AgentDone, AgentEvent, AgentStep, AnswerDelta
 from backend.agents.llm import CountingLLM
 from backend.agents.messages import last_user_text
 from backend.agents.react import ReActAgent, Style
-from backend.agents.router import split_parts, tool_categories
+from backend.agents.router import question_pieces, tool_categories
 from backend.agents.tools import relevant_tools, select_tools
 from backend.errors import BadRequestError
 from backend.llm.base import LLMProvider
@@ -113,7 +113,7 @@ COMPUTING_CATEGORIES = frozenset({"math", "code", "data"})
 def one_computation(query: str) -> bool:
     """A single computation (no lookup, not several parts): its first exact result is the answer."""
     cats = tool_categories(query)
-    return bool(cats) and cats <= COMPUTING_CATEGORIES and not split_parts(query)
+    return bool(cats) and cats <= COMPUTING_CATEGORIES and len(question_pieces(query)) == 1
 
 
 async def _run_code(
