@@ -169,7 +169,8 @@ def test_upload_lists_and_deletes_a_document(app_server: AppServer, new_page: An
     screenshot(page, "documents")
 
     # delete needs a second click (no native confirm dialog)
-    button = item.locator("button")
+    item.locator(".cited-in button").wait_for()  # the list reloads once the answer cites the document
+    button = item.locator("button.danger-hover")  # the item also links the citing conversation
     button.click()
     assert button.inner_text() == "Delete?"
     button.click()
@@ -222,7 +223,7 @@ def test_stored_xss_in_message_title_and_filename_never_executes(
     page = new_page(bypass_csp=True)
     login(page, app_server.base_url)
     headers = {"Authorization": "Bearer " + token_of(page)}
-    with httpx.Client(base_url=app_server.base_url, headers=headers) as client:
+    with httpx.Client(base_url=app_server.base_url, headers=headers, timeout=60) as client:  # ingestion on a busy machine
         r = client.post("/api/conversations", json={"title": XSS_TITLE})
         assert r.status_code == 201, r.text
         bad = tmp_path / "payload.txt"

@@ -40,6 +40,7 @@ def short_token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
     stop_server(server)
 
 
+@pytest.mark.timeout(2700)  # a whole session of real 0.5B answers on a loaded 2-core machine
 def test_whole_session_with_the_real_model(short_token_server: LiveServer, new_page: Any) -> None:
     server = short_token_server
     page = new_page(accept_downloads=True)
