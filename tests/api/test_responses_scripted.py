@@ -324,8 +324,9 @@ def test_agent_mode_steps_become_reasoning_items(api):
     assert kinds[-1] == "message" and "reasoning" in kinds
     step = next(i for i in body["output"] if i["type"] == "reasoning")
     assert "math_calc" in step["summary"][0]["text"] and "42" in step["summary"][0]["text"]  # the tool's result
-    assert body["output_text"] == "The result is 42."
-    assert body["agent"]["mode"] == "react" and body["agent"]["llm_calls"] >= 2  # our extension field
+    # a one-step computation is one model call: the answer is composed around the tool's exact result
+    assert "42" in body["output_text"] and len(api.provider.calls) == 1
+    assert body["agent"]["mode"] == "react" and body["agent"]["llm_calls"] == 1  # our extension field
 
 
 def test_auto_routes_computation_to_the_code_path_and_its_program_is_a_reasoning_item(api):
@@ -351,7 +352,8 @@ def test_agent_mode_streams_reasoning_events(api):
     assert kinds.index("response.reasoning_summary_text.done") < kinds.index("response.output_text.delta")
     text = next(e for e in events if e["type"] == "response.reasoning_summary_text.done")["text"]
     assert "1024" in text
-    assert events[-1]["response"]["output_text"] == "It is 1024."
+    assert "1024" in events[-1]["response"]["output_text"]  # the tool's exact result, composed by the server
+    assert len(api.provider.calls) == 1  # one call for a one-step computation
 
 
 def test_agent_mode_refuses_client_tools(api):
