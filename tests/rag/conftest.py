@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ class MiniServices:
     upload_limiter: RateLimiter = field(init=False)
     search_limiter: RateLimiter = field(init=False)
     conversations: ConversationStore = field(init=False)  # the documents list names the conversations citing each
+    store_pool: ThreadPoolExecutor = field(init=False)  # off_loop's pool for the JSON stores
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -63,6 +65,7 @@ class MiniServices:
         self.upload_limiter = RateLimiter(s.rag_upload_rpm, 0)
         self.search_limiter = RateLimiter(s.rag_search_rpm, 0)
         self.conversations = ConversationStore(s.conversations_path)
+        self.store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-io")
 
     async def rag(self) -> RagService:
         return self.service
