@@ -150,7 +150,8 @@ def index_scale(size: int, abstracts: list[str], queries: list[str], args: argpa
     splitter = make_splitter(1000, 200)
     pieces = [c for a in abstracts for c in splitter.split_text(a)]
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(_env_file=None, data_dir=Path(tmp))
+        settings = Settings(_env_file=None, data_dir=Path(tmp),
+                            **({"rag_ann_min_vectors": args.ann_min} if args.ann_min is not None else {}))
         rag = RagService(settings, None)
         replay = NoisyReplayEmbedder(build_embedder(settings), abstracts[:300])
         rag._embedder = replay
@@ -236,6 +237,7 @@ async def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="BEIR SciFact folder (default: $SCIFACT_DIR)")
     parser.add_argument("--index-scale", type=int, default=0, help="ours vs previous retrieval at N chunks")
     parser.add_argument("--commit-chunks", type=int, default=10000)
+    parser.add_argument("--ann-min", type=int, default=None, help="override rag_ann_min_vectors (IVF from N rows)")
     args = parser.parse_args()
     abstracts, queries = load_abstracts(scifact_dir(args.data))
     if args.index_scale:
