@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from backend.agents.code import CODE_TOOL
@@ -31,6 +31,8 @@ from backend.modes import AGENT_MODES, Mode
 from backend.tools.base import Tool, ToolContext
 
 if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
     from backend.settings import Settings
 
 log = logging.getLogger("backend.agents.runner")
@@ -166,8 +168,12 @@ async def _run_plan_execute(
         "replans": 0,
     }
     final: dict[str, Any] = state
-    config = {"recursion_limit": 8 * (settings.plan_max_replans + 1) + 8}
-    stream = compiled_graph().astream(state, config, context=rc, stream_mode=["custom", "values"])
+    config: RunnableConfig = {"recursion_limit": 8 * (settings.plan_max_replans + 1) + 8}
+    # LangGraph annotates astream as an AsyncIterator of ``dict | Any``; it is an async generator and,
+    # with a list of stream modes, it yields ``(mode, chunk)`` pairs
+    stream: AsyncGenerator[tuple[str, Any], None] = compiled_graph().astream(  # type: ignore[assignment]
+        state, config, context=rc, stream_mode=["custom", "values"]
+    )
     async with contextlib.aclosing(stream):
         async for kind, chunk in stream:
             if kind == "custom" and isinstance(chunk, AgentStep):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -134,7 +134,7 @@ class LLMProvider(ABC):
         async for ev in self._stream_text_raw(prompt, params, suffix):
             yield ev
 
-    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[StreamEvent]:
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncGenerator[StreamEvent, None]:
         choice = resolve_tool_choice(params.tools, params.tool_choice)
         constraint = json_constraint_from(params.response_format)
         if choice.kind == "none":

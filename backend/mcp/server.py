@@ -57,15 +57,16 @@ def build_server(services: Services) -> Any:
     def error(text: str) -> types.CallToolResult:
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
 
-    @server.list_tools()
+    # the SDK's handler-registering decorators (``Server.list_tools``/``call_tool``) are unannotated
+    @server.list_tools()  # type: ignore[no-untyped-call, untyped-decorator]
     async def list_tools() -> list[types.Tool]:
         return [types.Tool(name=t.name, description=t.description, inputSchema=t.parameters)
                 for t in exposed_tools(services).values()]
 
-    @server.call_tool()
+    @server.call_tool()  # type: ignore[untyped-decorator]
     async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
         request = server.request_context.request
-        principal: Principal | None = getattr(request, "state", None) and getattr(request.state, _PRINCIPAL, None)
+        principal: Principal | None = getattr(getattr(request, "state", None), _PRINCIPAL, None)
         if principal is None:  # only reachable if the endpoint's authentication were bypassed
             return error("Error: not authenticated")
         t = exposed_tools(services).get(name)
@@ -123,7 +124,7 @@ class McpEndpoint:
             return
         try:
             server = scope.get("server")
-            loopback = bool(server) and is_loopback_host(str(server[0]))
+            loopback = is_loopback_host(str(server[0])) if server else False
             principal = await off_loop(services, authenticate, _bearer(Request(scope)), services, loopback=loopback)
             if "inference" not in principal.scopes:  # the tools are inference, as through /v1
                 raise PermissionDeniedError("This API key lacks the 'inference' scope the MCP tools need.",

@@ -21,8 +21,9 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -165,8 +166,9 @@ def check_addresses(host: str, addresses: Iterable[str], allow_listed: bool) -> 
     return tuple(ordered)
 
 
-def _addresses_from_getaddrinfo(infos: list) -> list[str]:
-    return [info[4][0] for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
+def _addresses_from_getaddrinfo(infos: Sequence[tuple[Any, ...]]) -> list[str]:
+    """The IPv4/IPv6 address texts of ``getaddrinfo`` entries (``(family, type, proto, name, sockaddr)``)."""
+    return [str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
 
 
 def check_url(url: str, allow_hosts: Iterable[str] | None = None) -> Target:

@@ -8,14 +8,37 @@ kinds, and this file maps each node to a SymPy constructor — again through an 
 Usage: ``python -I -S _math_worker.py [extra sys.path entry ...] < tree.json``; prints one JSON line.
 """
 
+from __future__ import annotations
+
 import json
 import sys
+
+# ``typing`` is for the type checker only (mypy treats this name as true)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import ModuleType
+    from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
+
+    #: a JSON tree node from ``math_calc``: ``[kind, *operands]``
+    Node: TypeAlias = list[Any]
+
+    class Answer(TypedDict):
+        ok: Literal[True]
+        kind: str  # "value", "solutions" or "check"
+        result: str
+        numeric: NotRequired[str]  # a value's decimal approximation, when it differs from ``result``
+
+    class Failure(TypedDict):
+        ok: Literal[False]
+        error: str
 
 
 def main() -> None:
     for extra in sys.argv[1:]:
         sys.path.insert(0, extra)
     request = json.loads(sys.stdin.read())
+    result: Answer | Failure
     try:
         result = evaluate(request)
     except Exception as exc:  # noqa: BLE001 - report, never crash with a traceback
@@ -23,7 +46,7 @@ def main() -> None:
     sys.stdout.write(json.dumps(result))
 
 
-def evaluate(request):
+def evaluate(request: Mapping[str, Any]) -> Answer:
     import sympy as sp
 
     functions = {
@@ -42,14 +65,14 @@ def evaluate(request):
         "nsimplify": sp.nsimplify, "N": sp.N, "evalf": sp.N, "Eq": sp.Eq,
     }
     constants = {"pi": sp.pi, "E": sp.E, "e": sp.E, "I": sp.I, "i": sp.I, "oo": sp.oo, "inf": sp.oo, "infinity": sp.oo}
-    symbols = {}
+    symbols: dict[str, Any] = {}  # name -> sympy.Symbol
 
-    def sym(name):
+    def sym(name: str) -> Any:
         if name not in symbols:
             symbols[name] = sp.Symbol(name)
         return symbols[name]
 
-    def build(node):
+    def build(node: Node) -> Any:  # a SymPy object, or a str/tuple/list of them
         kind = node[0]
         if kind == "int":
             return sp.Integer(int(node[1]))
@@ -100,14 +123,14 @@ def evaluate(request):
         solutions = sp.solve(eq, unknowns[0] if len(unknowns) == 1 else unknowns, dict=True)
         return {"ok": True, "kind": "solutions", "result": format_solutions(sp, solutions, unknowns)}
     value = build(request["tree"])
-    out = {"ok": True, "kind": "value", "result": to_text(value)}
+    out: Answer = {"ok": True, "kind": "value", "result": to_text(value)}
     numeric = numeric_text(sp, value)
     if numeric and numeric != out["result"]:
         out["numeric"] = numeric
     return out
 
 
-def to_text(value):
+def to_text(value: object) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(to_text(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -115,7 +138,7 @@ def to_text(value):
     return str(value)
 
 
-def numeric_text(sp, value):
+def numeric_text(sp: ModuleType, value: object) -> str | None:
     try:
         if isinstance(value, sp.Basic) and value.is_number and not value.is_Integer:
             approx = sp.N(value, 15)
@@ -126,12 +149,12 @@ def numeric_text(sp, value):
     return None
 
 
-def format_solutions(sp, solutions, unknowns):
+def format_solutions(sp: ModuleType, solutions: list[dict[Any, Any]], unknowns: list[Any]) -> str:
     if not solutions:
         return "no solution"
-    parts = []
+    parts: list[str] = []
     for sol in solutions:
-        pieces = []
+        pieces: list[str] = []
         for var in unknowns:
             if var in sol:
                 pieces.append(f"{var} = {sol[var]}")

@@ -19,12 +19,38 @@ JSON request on stdin; it prints one JSON line. Inside, SQLite is bounded on eve
 Usage: ``python -I -S _sql_worker.py < request.json`` (standard library only).
 """
 
+from __future__ import annotations
+
 import json
 import re
 import sqlite3
 import sys
 import time
 from urllib.parse import quote
+
+# ``typing`` is for the type checker only (mypy treats this name as true): importing it would add
+# to every query's process start
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, Literal, TypeAlias, TypedDict
+
+    #: a value SQLite hands to a user function / a preview cell that crosses the pipe
+    SqlValue: TypeAlias = int | float | str | bytes | None
+    Cell: TypeAlias = int | float | str | None
+
+    class Failure(TypedDict):
+        ok: Literal[False]
+        kind: str
+        error: str
+
+    class Rows(TypedDict):
+        ok: Literal[True]
+        columns: list[str]
+        rows: list[list[Cell]]
+        truncated: str | None
+
+    Reply: TypeAlias = Failure | Rows
 
 PROGRESS_STEPS = 200
 MAX_CELL_CHARS = 200
@@ -33,7 +59,7 @@ _SQLITE_RECURSIVE = getattr(sqlite3, "SQLITE_RECURSIVE", 33)
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, _SQLITE_RECURSIVE}
 
 
-def _limits(max_value_bytes):
+def _limits(max_value_bytes: int) -> dict[int, int]:
     return {
         sqlite3.SQLITE_LIMIT_LENGTH: max_value_bytes,
         sqlite3.SQLITE_LIMIT_SQL_LENGTH: 100_000,
@@ -49,21 +75,21 @@ def _limits(max_value_bytes):
     }
 
 
-def _authorizer(action, arg1, arg2, db, trigger):
+def _authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None) -> int:
     if action == sqlite3.SQLITE_FUNCTION:
         return sqlite3.SQLITE_DENY if (arg2 or "").lower() in _DENIED_FUNCTIONS else sqlite3.SQLITE_OK
     return sqlite3.SQLITE_OK if action in _ALLOWED_ACTIONS else sqlite3.SQLITE_DENY
 
 
 _SPEC = re.compile(r"%[-+ 0#,!]*(\*|\d+)?(?:\.(\*|\d+))?(?:ll|l)?([a-zA-Z%])")
-_REFUSED = {}
+_REFUSED: dict[str, str] = {}
 
 
 class _TooBig(Exception):
     pass
 
 
-def _bounded_printf(limit):
+def _bounded_printf(limit: int) -> Callable[..., SqlValue]:
     """``printf``/``format`` that refuses widths and precisions beyond the value limit.
 
     SQLite's own printf pads ``%.*c`` one character at a time without checking the length limit
@@ -74,7 +100,8 @@ def _bounded_printf(limit):
     plain = sqlite3.connect(":memory:")
     plain.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limit)
 
-    def check(size, args, index):
+    def check(size: str, args: tuple[SqlValue, ...], index: int) -> int:
+        value: SqlValue
         if size == "*":
             value = args[index] if index < len(args) else 0
             index += 1
@@ -89,7 +116,7 @@ def _bounded_printf(limit):
             raise _TooBig()
         return index
 
-    def printf(fmt, *args):
+    def printf(fmt: SqlValue, *args: SqlValue) -> SqlValue:
         if isinstance(fmt, str):
             index = 0
             for width, precision, conversion in _SPEC.findall(fmt):
@@ -98,12 +125,13 @@ def _bounded_printf(limit):
                 if conversion != "%":
                     index += 1
         marks = ",".join("?" * (len(args) + 1))
-        return plain.execute(f"SELECT printf({marks})", (fmt, *args)).fetchone()[0]
+        formatted: SqlValue = plain.execute(f"SELECT printf({marks})", (fmt, *args)).fetchone()[0]
+        return formatted
 
     return printf
 
 
-def _cell(value):
+def _cell(value: object) -> tuple[Cell, int]:
     """A JSON-safe preview of one value, and how many bytes the value itself held."""
     if value is None or isinstance(value, (int, float)):
         return value, 8
@@ -114,11 +142,11 @@ def _cell(value):
     return (text if size <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "\u2026"), size
 
 
-def _failure(kind, message):
+def _failure(kind: str, message: str) -> Failure:
     return {"ok": False, "kind": kind, "error": message}
 
 
-def _classify(exc, timeout_s):
+def _classify(exc: BaseException, timeout_s: float) -> Failure:
     message = str(exc)
     if _REFUSED:
         return _failure("too_big", f"a value in the query would be too large ({_REFUSED.popitem()[1]})")
@@ -136,7 +164,7 @@ def _classify(exc, timeout_s):
     return _failure("sql", f"SQL error: {message}")
 
 
-def run(request):
+def run(request: Mapping[str, Any]) -> Reply:
     timeout_s = float(request["timeout_s"])
     max_rows = int(request["max_rows"])
     max_result_bytes = int(request["max_result_bytes"])
@@ -164,7 +192,9 @@ def run(request):
             if cursor.description is None:
                 return _failure("refused", "only SELECT queries are allowed")
             columns = [str(d[0])[:MAX_CELL_CHARS] for d in cursor.description]
-            rows, used, scanned, truncated = [], 0, 0, None
+            rows: list[list[Cell]] = []
+            used, scanned = 0, 0
+            truncated: str | None = None
             while True:
                 row = cursor.fetchone()
                 if row is None:
@@ -189,10 +219,10 @@ def run(request):
         conn.close()
 
 
-def main():
+def main() -> None:
     try:
         request = json.loads(sys.stdin.read())
-        result = run(request)
+        result: Reply = run(request)
     except MemoryError:
         result = _failure("memory", "query needs more memory than allowed; narrow it (fewer rows, a LIMIT, no huge joins)")
     except Exception as exc:  # noqa: BLE001 - report, never crash with a traceback

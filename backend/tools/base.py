@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints, overload
 
 from pydantic import ValidationError, create_model
 
@@ -190,8 +190,13 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(s.strip() for s in summary if s.strip()), args
 
 
+#: an ``async def f(ctx: ToolContext, ...)`` that ``@tool`` turns into a ``Tool``
+ToolFunc = Callable[..., Awaitable[Any]]
+
+
+@overload
 def tool(
-    func: Callable[..., Awaitable[Any]] | None = None,
+    func: ToolFunc,
     *,
     name: str | None = None,
     timeout_s: float = 60.0,
@@ -201,10 +206,39 @@ def tool(
     route_patterns: tuple[str, ...] = (),
     hint: str | None = None,
     deterministic: bool = False,
-) -> Any:
+) -> Tool: ...
+
+
+@overload
+def tool(
+    func: None = None,
+    *,
+    name: str | None = None,
+    timeout_s: float = 60.0,
+    requires: Callable[[Settings], str | None] | None = None,
+    describe: Callable[[Settings], str | None] | None = None,
+    categories: tuple[str, ...] = (),
+    route_patterns: tuple[str, ...] = (),
+    hint: str | None = None,
+    deterministic: bool = False,
+) -> Callable[[ToolFunc], Tool]: ...
+
+
+def tool(
+    func: ToolFunc | None = None,
+    *,
+    name: str | None = None,
+    timeout_s: float = 60.0,
+    requires: Callable[[Settings], str | None] | None = None,
+    describe: Callable[[Settings], str | None] | None = None,
+    categories: tuple[str, ...] = (),
+    route_patterns: tuple[str, ...] = (),
+    hint: str | None = None,
+    deterministic: bool = False,
+) -> Tool | Callable[[ToolFunc], Tool]:
     """Turn ``async def f(ctx: ToolContext, ...)`` into a ``Tool``."""
 
-    def wrap(fn: Callable[..., Awaitable[Any]]) -> Tool:
+    def wrap(fn: ToolFunc) -> Tool:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"tool {fn.__name__} must be async")
         description, arg_docs = _parse_docstring(fn.__doc__ or "")

@@ -289,9 +289,12 @@ async def _run_worker(request: dict[str, Any], limits: SandboxLimits, user_id: s
         why = "; ".join(result.notes) or (result.stderr.strip().splitlines() or ["worker failed"])[-1]
         raise ToolError(f"the calculation failed: {why}"[:500])
     try:
-        return json.loads(result.stdout)
+        answer = json.loads(result.stdout)
     except json.JSONDecodeError:
-        raise ToolError("the calculation produced no readable result") from None
+        answer = None
+    if not isinstance(answer, dict):
+        raise ToolError("the calculation produced no readable result")
+    return answer
 
 
 @tool(

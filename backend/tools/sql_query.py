@@ -17,6 +17,7 @@ import re
 import sqlite3
 import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def _cell(value: object) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
-def markdown_table(columns: list[str], rows: list[tuple]) -> str:
+def markdown_table(columns: list[str], rows: Sequence[Sequence[object]]) -> str:
     header = "| " + " | ".join(_cell(c) for c in columns) + " |"
     rule = "| " + " | ".join("---" for _ in columns) + " |"
     lines = [header, rule] + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]

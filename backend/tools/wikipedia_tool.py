@@ -15,6 +15,8 @@ import warnings
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from backend.net.http import sync_client
 from backend.net.ssrf import SSRFError, check_url_async
 from backend.tools.base import ToolContext, ToolError, ToolResult, tool
@@ -31,13 +33,15 @@ class _WikiHttpError(Exception):
 class _GuardedRequests:
     """Stands in for the ``requests`` module inside ``wikipedia.wikipedia`` (only ``get`` is used)."""
 
-    def get(self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None, **_: Any):
+    def get(
+        self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None, **_: Any
+    ) -> httpx.Response:
         client = getattr(_local, "client", None)
         api_url = getattr(_local, "api_url", None)
         if client is None or api_url is None:
             raise _WikiHttpError("the wikipedia package may only be used through the wikipedia tool")
         try:
-            response = client.get(api_url, params=params, headers=headers)
+            response: httpx.Response = client.get(api_url, params=params, headers=headers)
         except SSRFError as exc:
             raise _WikiHttpError(f"blocked outbound request: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - httpx errors of any kind become one readable error
