@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from backend.errors import APIError, PayloadTooLargeError, UnprocessableError
 from backend.rag.loaders import ParsedDocument, ParseLimits, parse_document
@@ -52,7 +52,7 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def _read_exact(stream: BinaryIO, n: int) -> bytes:
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
         part = stream.read(n - len(buf))
@@ -62,12 +62,12 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return bytes(buf)
 
 
-def _read_frame(stream: BinaryIO) -> bytes:
+def _read_frame(stream: IO[bytes]) -> bytes:
     (size,) = struct.unpack(">Q", _read_exact(stream, 8))
     return _read_exact(stream, size)
 
 
-def _write_frame(stream: BinaryIO, payload: bytes) -> None:
+def _write_frame(stream: IO[bytes], payload: bytes) -> None:
     stream.write(struct.pack(">Q", len(payload)) + payload)
     stream.flush()
 
@@ -201,7 +201,8 @@ class _Worker:
             err = reply["error"]
             cls = _error_class(int(err["status"]))
             raise cls(err["message"], code=err.get("code"))
-        return reply["ok"]
+        result: dict[str, Any] = reply["ok"]
+        return result
 
 
 def _error_class(status: int) -> type[APIError]:
