@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 from backend.agents.events import AgentStep, AnswerDelta
 from backend.agents.llm import CountingLLM
@@ -157,7 +157,7 @@ class CodeAgent:
         params = self.llm.params(max_tokens=PROGRAM_MAX_TOKENS, temperature=temperature)
         text = ""
         stream = self.llm.stream(convo, params)
-        async with contextlib.aclosing(stream) as events:  # type: ignore[type-var]  # an async generator
+        async with contextlib.aclosing(stream) as events:
             async for ev in events:
                 if ev.content:
                     text += ev.content
@@ -215,7 +215,7 @@ class CodeAgent:
         self.steps.append(step)
         return step
 
-    async def run(self, messages: list[Message]) -> AsyncIterator[AgentStep | AnswerDelta]:
+    async def run(self, messages: list[Message]) -> AsyncGenerator[AgentStep | AnswerDelta, None]:
         client_system, turns = split_conversation(messages)
         question = turns[-1]["content"] if turns and turns[-1]["role"] == "user" else ""
         system = self._system(client_system, question)
