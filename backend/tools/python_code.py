@@ -115,7 +115,7 @@ async def run_python(ctx: ToolContext, code: str, channel_tools: Mapping[str, To
         raise ToolError("code execution is disabled: no system Python 3 under /usr for the sandbox")
     limits = SandboxLimits.from_settings(ctx.settings)
     channel = None
-    if channel_tools and getattr(ctx.settings, "code_tools_enabled", True):
+    if channel_tools and ctx.settings.code_tools_enabled:
         channel = ToolChannel(ctx, channel_tools, ChannelLimits.from_settings(ctx.settings))
         channel = channel if channel.functions else None
     workdir = Path(tempfile.mkdtemp(prefix="pycode-"))

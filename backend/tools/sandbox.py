@@ -46,9 +46,12 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from backend.tools.base import ToolError
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
 from backend.tools.cgroups import RunCgroup
 
 log = logging.getLogger("backend.tools.sandbox")
@@ -85,17 +88,17 @@ class SandboxLimits:
     uid_base: int = 200_000  # as root: runs use private host uids from here (0 = all run as nobody)
 
     @classmethod
-    def from_settings(cls, settings: object, **overrides: object) -> SandboxLimits:
+    def from_settings(cls, settings: Settings, **overrides: object) -> SandboxLimits:
         limits = cls(
-            timeout_s=float(getattr(settings, "sandbox_timeout_s", 10.0)),
-            memory_mb=int(getattr(settings, "sandbox_memory_mb", 256)),
-            max_output_bytes=int(getattr(settings, "sandbox_max_output_bytes", 16_384)),
-            max_processes=int(getattr(settings, "sandbox_max_processes", 32)),
-            max_concurrent=int(getattr(settings, "sandbox_max_concurrent", 4)),
-            max_per_user=int(getattr(settings, "sandbox_max_per_user", 2)),
-            queue_timeout_s=float(getattr(settings, "sandbox_queue_timeout_s", 30.0)),
-            cgroup=getattr(settings, "sandbox_cgroup", "auto") != "off",
-            uid_base=int(getattr(settings, "sandbox_uid_base", 200_000)),
+            timeout_s=settings.sandbox_timeout_s,
+            memory_mb=settings.sandbox_memory_mb,
+            max_output_bytes=settings.sandbox_max_output_bytes,
+            max_processes=settings.sandbox_max_processes,
+            max_concurrent=settings.sandbox_max_concurrent,
+            max_per_user=settings.sandbox_max_per_user,
+            queue_timeout_s=settings.sandbox_queue_timeout_s,
+            cgroup=settings.sandbox_cgroup != "off",
+            uid_base=settings.sandbox_uid_base,
         )
         for key, value in overrides.items():
             setattr(limits, key, value)

@@ -26,9 +26,12 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.tools.base import Tool, ToolContext, ToolResult
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
 
 #: the environment variable that tells the stub its two file descriptors ("request,reply")
 FDS_ENV = "TOOL_CHANNEL_FDS"
@@ -85,13 +88,13 @@ class ChannelLimits:
     total_s: float = 60.0
 
     @classmethod
-    def from_settings(cls, settings: object) -> ChannelLimits:
+    def from_settings(cls, settings: Settings) -> ChannelLimits:
         return cls(
-            max_calls=int(getattr(settings, "code_tool_max_calls", 16)),
-            max_request_bytes=int(getattr(settings, "code_tool_max_request_bytes", 16_384)),
-            max_reply_bytes=int(getattr(settings, "code_tool_max_reply_bytes", 32_768)),
-            call_timeout_s=float(getattr(settings, "code_tool_call_timeout_s", 30.0)),
-            total_s=float(getattr(settings, "code_tool_total_s", 60.0)),
+            max_calls=settings.code_tool_max_calls,
+            max_request_bytes=settings.code_tool_max_request_bytes,
+            max_reply_bytes=settings.code_tool_max_reply_bytes,
+            call_timeout_s=settings.code_tool_call_timeout_s,
+            total_s=settings.code_tool_total_s,
         )
 
 
