@@ -209,6 +209,11 @@ def test_answers_regenerate_edit_copy_highlight_and_usage(app_server: AppServer,
     page.fill("#composer-input", "Write a subtract function")
     app_server.provider.outputs = ["def sub(a, b): ..."]
     page.press("#composer-input", "Enter")
+    # the old exchange is removed (a GET and a DELETE) before the new question is shown: wait for it
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.msg-user .msg-body')].map((n) => n.textContent.trim()).join('|')"
+        " === 'Write a subtract function'"
+    )
     last_answer_done(page)
     assert page.locator(".msg-user").all_inner_texts()[-1].startswith("You")  # role label + text
     assert page.locator(".msg-user .msg-body").all_inner_texts() == ["Write a subtract function"]
