@@ -36,7 +36,7 @@ MAX_IDEMPOTENCY_KEYS = 50
 TITLE_CHARS = 80
 SNIPPET_CHARS = 160
 INDEX_NAME = "index.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: entries carry ``order`` (nanosecond update time)
 #: the keys a conversation's ``settings`` object may hold (validated by the API layer)
 SETTING_KEYS = ("system_prompt", "temperature", "model", "mode")
 # characters JSON escapes: a query holding one cannot be pre-checked against the raw file text
@@ -53,6 +53,18 @@ def summary(conv: dict[str, Any]) -> dict[str, Any]:
         "message_count": len(conv.get("messages", [])),
         "settings": dict(conv.get("settings") or {}),
     }
+
+
+def _touch(conv: dict[str, Any], now: float | None = None) -> None:
+    """Mark ``conv`` updated: ``updated_at`` in whole seconds (as the API shows it) and ``updated_ns``,
+    which orders conversations updated within the same second."""
+    ns = time.time_ns() if now is None else int(now * 1_000_000_000)
+    conv["updated_at"] = ns // 1_000_000_000
+    conv["updated_ns"] = ns
+
+
+def _order(conv: dict[str, Any]) -> int:
+    return int(conv.get("updated_ns") or int(conv["updated_at"]) * 1_000_000_000)
 
 
 def title_from(text: str) -> str:
@@ -183,7 +195,7 @@ class ConversationStore:
                     conv = _read_quietly(Path(de.path))
                     if not conv or conv.get("user_id") != user_id:
                         continue
-                    entry = {"stamp": stamp, "summary": summary(conv), "cited": cited_files(conv)}
+                    entry = {"stamp": stamp, "summary": summary(conv), "cited": cited_files(conv), "order": _order(conv)}
                     changed = True
                 fresh[conv_id] = entry
         if (changed or len(fresh) != len(old)) and directory.is_dir():
@@ -196,7 +208,7 @@ class ConversationStore:
 
     def _newest_first(self, user_id: str) -> list[dict[str, Any]]:
         entries = list(self._entries(user_id).values())
-        entries.sort(key=lambda e: (e["summary"]["updated_at"], e["summary"]["id"]), reverse=True)
+        entries.sort(key=lambda e: (e["order"], e["summary"]["id"]), reverse=True)
         return entries
 
     # ------------------------------------------------------------------ CRUD
@@ -208,6 +220,7 @@ class ConversationStore:
             "title": title_from(title) if title else None,
             "created_at": int(now),
             "updated_at": int(now),
+            "updated_ns": int(now * 1_000_000_000),
             "messages": [],
             "settings": {},
             "idempotency": {},
@@ -243,7 +256,7 @@ class ConversationStore:
                     else:
                         stored[key] = value
                 conv["settings"] = stored
-            conv["updated_at"] = int(time.time())
+            _touch(conv)
             return summary(conv)
 
     def rename(self, user_id: str, conv_id: str, title: str) -> dict[str, Any]:
@@ -265,7 +278,7 @@ class ConversationStore:
                 )
             del messages[index:]
             conv["idempotency"] = {}
-            conv["updated_at"] = int(time.time())
+            _touch(conv)
             return copy.deepcopy(conv)
 
     def delete(self, user_id: str, conv_id: str) -> None:
@@ -402,7 +415,7 @@ class ConversationStore:
                 first_user = next((m for m in conv["messages"] if m.get("role") == "user"), None)
                 if first_user and isinstance(first_user.get("content"), str):
                     conv["title"] = title_from(first_user["content"])
-            conv["updated_at"] = now
+            _touch(conv)
             if idempotency_key:
                 keys.pop(idempotency_key, None)  # re-insert: the newest keys are kept
                 keys[idempotency_key] = response or {}

@@ -9,7 +9,7 @@ import pytest
 
 from backend.errors import NotFoundError
 from backend.storage import conversations as conv_mod
-from backend.storage.conversations import ConversationStore, find_folded, snippet
+from backend.storage.conversations import INDEX_VERSION, ConversationStore, find_folded, snippet
 
 USER = "u_0123456789ab"
 OTHER = "u_ba9876543210"
@@ -56,7 +56,7 @@ def test_index_follows_writes_from_another_process_and_survives_damage(tmp_path)
     assert [i["id"] for i in mine.list(USER)[0]] == [cid]
     (tmp_path / USER / "index.json").write_text("{ torn")  # a damaged cache is rebuilt, not an error
     assert mine.list(USER)[0][0]["title"] == "renamed elsewhere"
-    assert json.loads((tmp_path / USER / "index.json").read_text())["version"] == 1
+    assert json.loads((tmp_path / USER / "index.json").read_text())["version"] == INDEX_VERSION
     assert mine.delete_user(USER) == 1 and not (tmp_path / USER).exists()
 
 
@@ -144,3 +144,11 @@ def test_snippets_are_at_most_160_characters_around_the_match(text, needle, lead
 def test_matching_uses_unicode_case_folding_and_maps_back(text, query, found):
     span = find_folded(text, query.casefold())
     assert (text[span[0]:span[1]] if span else None) == found
+
+
+def test_conversations_updated_within_one_second_list_newest_first(tmp_path):
+    store = ConversationStore(tmp_path)
+    ids = [store.create(USER, f"c{n}")["id"] for n in range(6)]  # all within the same second
+    assert [i["id"] for i in store.list(USER, 10)[0]] == ids[::-1]
+    _exchange(store, ids[0], "q", "a")  # the oldest becomes the newest
+    assert store.list(USER, 10)[0][0]["id"] == ids[0]
