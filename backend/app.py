@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("backend.app")
 
 
-def build_services(settings: Settings, provider: LLMProvider | None = None) -> Services:
+def build_services(
+    settings: Settings, provider: LLMProvider | None = None, agent_provider: LLMProvider | None = None
+) -> Services:
     """Every service of one app instance, typed and built once (nothing heavy: no model load)."""
     from backend.auth.secrets import load_jwt_secret
     from backend.auth.throttle import LoginThrottle, RegistrationThrottle
@@ -60,10 +62,15 @@ def build_services(settings: Settings, provider: LLMProvider | None = None) -> S
     removed = clean_temp_files(settings.data_dir)
     if removed:
         log.warning("removed %d temp files left by an interrupted write", removed)
+    agent_note = None
     if provider is None:
+        from backend.llm.agent_model import create_agent_provider
         from backend.llm.factory import create_provider
 
         provider = create_provider(settings)
+        if agent_provider is None:
+            agent_provider, agent_note = create_agent_provider(settings)
+    model = ModelReadiness(provider)
     s = settings
     per_user = s.queue_max_per_user or None
     # where limits, throttles, revocations, queue places and job status live: here, or Redis (REDIS_URL)
@@ -79,7 +86,10 @@ def build_services(settings: Settings, provider: LLMProvider | None = None) -> S
             load_jwt_secret(s), s.jwt_expiry_minutes, shared.revocations(s.secrets_path / "revoked_tokens.json")
         ),
         provider=provider,
-        model=ModelReadiness(provider),
+        model=model,
+        agent_provider=agent_provider,
+        agent_model=ModelReadiness(agent_provider, after=model) if agent_provider is not None else None,
+        agent_model_note=agent_note,
         scheduler=FairScheduler(
             provider.parallel, s.queue_max_size, s.queue_timeout_s, per_user, accounting=shared.queue_accounting("model")
         ),
@@ -123,8 +133,12 @@ async def _start_mcp(services: Services, endpoint: McpEndpoint | None, stack: co
         await stack.enter_async_context(endpoint.run(services))
 
 
-def create_app(settings: Settings | None = None, *, provider: LLMProvider | None = None) -> FastAPI:
-    """``provider`` replaces the configured model backend (tests use a scripted one)."""
+def create_app(
+    settings: Settings | None = None, *, provider: LLMProvider | None = None, agent_provider: LLMProvider | None = None
+) -> FastAPI:
+    """``provider`` replaces the configured model backend (tests use a scripted one); ``agent_provider``
+    the model agent steps run on (default: ``backend.llm.agent_model`` for a configured backend, else
+    the same model)."""
     settings = settings or Settings()
     if settings.allow_anonymous and not is_loopback_host(settings.host):
         raise ValueError("ALLOW_ANONYMOUS needs the server bound to loopback (HOST=127.0.0.1): anyone who can "
@@ -132,7 +146,7 @@ def create_app(settings: Settings | None = None, *, provider: LLMProvider | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = build_services(settings, provider)
+        services = build_services(settings, provider, agent_provider)
         app.state.services = services
         if services.users.count() == 0:
             log.warning(
@@ -140,6 +154,8 @@ def create_app(settings: Settings | None = None, *, provider: LLMProvider | None
                 "`python run_backend.py create-user NAME --admin` (the password is read from stdin)"
             )
         services.model.start_loading()
+        if services.agent_model is not None:
+            services.agent_model.start_loading()  # after the chat model: one load at a time
         try:
             async with contextlib.AsyncExitStack() as mcp_stack:
                 await _start_mcp(services, mcp_endpoint, mcp_stack)

@@ -119,20 +119,36 @@ class Services:
     shared: SharedState
     health_probe: HealthProbe = field(default_factory=HealthProbe)
     mcp: McpManager | None = None  #: attached MCP servers (backend.mcp.client), started in the lifespan
+    #: the model agent steps run on when it is not the chat model (backend.llm.agent_model); shares ``scheduler``
+    agent_provider: LLMProvider | None = None
+    agent_model: ModelReadiness | None = None  #: its load, started after the chat model's
+    agent_model_note: str | None = None  #: why agents use the chat model although another was configured
 
     async def rag(self) -> RagService:
         """The RAG service, created on first use."""
         return await self.rag_service.get()
 
-    def scheduled_provider(self, user_id: str, counter: CallCounter | None = None) -> ScheduledProvider:
-        """The provider as one request of ``user_id`` sees it: fair slots, timeouts, counted calls."""
+    def scheduled_provider(
+        self, user_id: str, counter: CallCounter | None = None, *, agent: bool = False
+    ) -> ScheduledProvider:
+        """The provider as one request of ``user_id`` sees it: fair slots, timeouts, counted calls.
+
+        ``agent``: the model for agent steps (the agent model when there is one, else the chat model)."""
         from backend.llm.scheduled import ScheduledProvider, StreamTimeouts
 
         timeouts = StreamTimeouts(self.settings.first_byte_timeout_s, self.settings.stream_idle_timeout_s)
+        provider, readiness = self.provider, self.model
+        if agent and self.agent_provider is not None and self.agent_model is not None:
+            provider, readiness = self.agent_provider, self.agent_model
         return ScheduledProvider(
-            self.provider, scheduler=self.scheduler, metrics=self.metrics, readiness=self.model,
+            provider, scheduler=self.scheduler, metrics=self.metrics, readiness=readiness,
             timeouts=timeouts, user_id=user_id, counter=counter,
         )
+
+    @property
+    def agent_model_id(self) -> str:
+        """The model id agent steps run on."""
+        return (self.agent_provider or self.provider).model_id
 
     def tool_context(self, user_id: str, *, request_id: str | None = None, file_ids: list[str] | None = None) -> ToolContext:
         """What a tool run for ``user_id`` may use: the settings, the documents, the MCP servers."""
@@ -147,6 +163,10 @@ class Services:
         """On shutdown: stop the model load, let ingestion jobs finish (up to 30 s), close the rest."""
         await self.model.aclose()
         await self.provider.aclose()
+        if self.agent_model is not None:
+            await self.agent_model.aclose()
+        if self.agent_provider is not None:
+            await self.agent_provider.aclose()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.rag_jobs.drain(), timeout=30)
         rag = self.rag_service.loaded

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     embedded_model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "smollm2-135m"] = (
         "qwen2.5-coder-0.5b"
     )
+    # agent steps (code / ReAct / plan-and-execute) run on this model; chat and routing on EMBEDDED_MODEL.
+    # "none" (or the chat model's key): everything on EMBEDDED_MODEL. Ignored when its packages are not
+    # installed (agents then use the chat model; /health/detailed says so). Chosen by measurement: README.
+    embedded_agent_model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "smollm2-135m"] | None = (
+        "qwen2.5-coder-1.5b"
+    )
     embedded_model_path: Path | None = None
     embedded_model_name: str | None = None  # model id shown in /v1/models; derived if unset
     embedded_n_ctx: int = 8192
@@ -57,6 +63,7 @@ class Settings(BaseSettings):
 
     ollama_host: str = "http://127.0.0.1:11434"
     ollama_model: str = "qwen2.5-coder:0.5b"
+    ollama_agent_model: str | None = None  # agent steps on another Ollama model (unset: OLLAMA_MODEL)
     ollama_timeout_s: float = 300.0
     ollama_connect_timeout_s: float = 5.0
     ollama_num_ctx: int = 8192
@@ -66,6 +73,7 @@ class Settings(BaseSettings):
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None
     openai_model: str = "gpt-4o-mini"
+    openai_agent_model: str | None = None  # agent steps on another upstream model (unset: OPENAI_MODEL)
     openai_timeout_s: float = 300.0
     openai_parallel: int = 4
 
@@ -240,6 +248,13 @@ class Settings(BaseSettings):
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("embedded_agent_model", "ollama_agent_model", "openai_agent_model", mode="before")
+    @classmethod
+    def _none_word(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "same"):
+            return None
         return value
 
     @field_validator("forwarded_allow_ips")

@@ -360,10 +360,14 @@ def fake_upstream() -> Iterator[str]:
 
 
 def model_env(model_key: str, upstream: str | None = None) -> dict[str, str]:
-    """Server environment for the embedded ``model_key``, or for the fake upstream when given."""
+    """Server environment for the embedded ``model_key``, or for the fake upstream when given.
+
+    ``chat+agent`` (e.g. ``qwen2.5-coder-0.5b+qwen2.5-coder-1.5b``, the server's default) runs chat and
+    routing on the first model and agent steps on the second; a single key runs everything on it."""
     if upstream:
         return {"LLM_PROVIDER": "openai", "OPENAI_BASE_URL": upstream, "OPENAI_API_KEY": "x", "OPENAI_MODEL": "fake-model"}
-    return {"LLM_PROVIDER": "embedded", "EMBEDDED_MODEL": model_key}
+    chat, _, agent = model_key.partition("+")
+    return {"LLM_PROVIDER": "embedded", "EMBEDDED_MODEL": chat, "EMBEDDED_AGENT_MODEL": agent or "none"}
 
 
 def warm_model(server: BenchServer, model: str, user: str) -> None:

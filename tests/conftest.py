@@ -55,6 +55,7 @@ def make_settings(tmp_path: Path):
             "log_json": False,
             "router_use_llm": False,
             "allowed_hosts": ["testserver"],  # the host name TestClient sends
+            "embedded_agent_model": None,  # one model unless a test asks for the agent model
         }
         base.update(overrides)
         return Settings(_env_file=None, **base)
@@ -133,6 +134,8 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
         BCRYPT_ROUNDS="4",
         LOG_JSON="true",
         PYTHONUNBUFFERED="1",
+        # agents run on the (small) chat model in tests; tests/e2e/test_agent_model.py runs the split
+        EMBEDDED_AGENT_MODEL="none",
     )
     env.update(extra)
     return env

@@ -80,9 +80,25 @@ async def health_detailed(services: Services = Depends(get_services)) -> JSONRes
              "unavailable": unavailable_tools(services.settings)}
     if services.mcp is not None:
         tools["mcp_servers"] = services.mcp.describe()
-    body = {"status": "ok" if ok else "degraded", "model": model, "storage": storage, "queue": queue,
-            "provider": services.settings.llm_provider, "tools": tools, "shared_state": shared}
+    body = {"status": "ok" if ok else "degraded", "model": model, "agent_model": await _agent_model_health(services),
+            "storage": storage, "queue": queue, "provider": services.settings.llm_provider, "tools": tools,
+            "shared_state": shared}
     return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def _agent_model_health(services: Services) -> dict[str, Any]:
+    """The model agent steps run on: the chat model, or another one and its state (it never degrades health:
+    agents fall back to nothing else, but chat and routing still work)."""
+    if services.agent_provider is None:
+        info: dict[str, Any] = {"same_as_chat": True, "model": services.provider.model_id}
+        if services.agent_model_note:
+            info["note"] = services.agent_model_note
+        return info
+    try:
+        health = await asyncio.wait_for(services.agent_provider.health(), timeout=10)
+    except Exception as exc:
+        health = {"ok": False, "error": type(exc).__name__}
+    return {"same_as_chat": False, **health}
 
 
 async def _shared_state_health(services: Services) -> dict[str, Any]:

@@ -21,9 +21,13 @@ class AgentMeta:
     mode: Mode
     reason: str
     source: str = "heuristic"  # heuristic | llm | override
+    model: str | None = None  #: the model the agent's steps run on (backend.llm.agent_model)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode.value, "reason": self.reason, "source": self.source}
+        out = {"mode": self.mode.value, "reason": self.reason, "source": self.source}
+        if self.model:
+            out["model"] = self.model
+        return out
 
 
 @dataclass(frozen=True)

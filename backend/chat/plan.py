@@ -209,6 +209,8 @@ async def prepare(services: Services, principal: Principal, req: ChatCompletionR
         mode = Mode.CHAT  # a replay is answered from the store: no routing
     elif mode is not Mode.CHAT:
         agent = AgentMeta(mode, "requested by the caller", "override")
+    if agent is not None and mode.is_agent:
+        agent = replace(agent, model=services.agent_model_id)
     return ChatPlan(
         id="chatcmpl-" + secrets.token_hex(12),
         created=int(time.time()),

