@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import re
 import sys
@@ -88,7 +89,9 @@ def numbers_in(text: str) -> list[float]:
 
 
 def _words(text: str) -> str:
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
+    # a Python literal's base prefix is notation, not part of the value: "0xbeef" says "beef"
+    text = re.sub(r"\b0[xbo]([0-9a-f]+)\b", r"\1", text.lower())
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", text).split())
 
 
 def check(answer: str, spec: dict[str, Any]) -> bool:
@@ -196,9 +199,22 @@ def _stats(recs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _rechecked(rec: dict[str, Any]) -> dict[str, Any]:
+    """A stored result judged by today's checker (a checker fix applies to every stored reply alike)."""
+    task = _tasks_by_id().get(rec["id"])
+    if task is None or "error" in rec:
+        return rec
+    return {**rec, "correct": check(rec.get("reply") or "", task_check(task))}
+
+
+@functools.lru_cache(maxsize=1)
+def _tasks_by_id() -> dict[str, dict[str, Any]]:
+    return {t["id"]: t for t in load_tasks()}
+
+
 def summarise(model_key: str, modes: list[str] | None = None) -> dict[str, Any]:
     modes = modes or [m for m in MODES if results_path(model_key, m).exists()]
-    recs = {m: {r["id"]: r for r in read_jsonl(results_path(model_key, m))} for m in modes}
+    recs = {m: {r["id"]: _rechecked(r) for r in read_jsonl(results_path(model_key, m))} for m in modes}
     recs = {m: v for m, v in recs.items() if v}
     if not recs:
         return {"model": model_key, "modes": {}}

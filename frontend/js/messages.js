@@ -51,8 +51,9 @@ export function setAgent(view, agent) {
   if (!agent || !agent.mode) return;
   const label = MODE_LABEL[agent.mode] || String(agent.mode);
   view.agent.textContent = label;
-  view.agent.title = agent.reason ? 'Why: ' + agent.reason : '';
-  view.agent.setAttribute('aria-label', 'Answered in ' + label + ' mode' + (agent.reason ? ': ' + agent.reason : ''));
+  const on = agent.model ? ' on ' + agent.model : '';
+  view.agent.title = (agent.reason ? 'Why: ' + agent.reason : '') + (on ? (agent.reason ? '\n' : '') + 'Steps ran' + on : '');
+  view.agent.setAttribute('aria-label', 'Answered in ' + label + ' mode' + on + (agent.reason ? ': ' + agent.reason : ''));
 }
 
 function updateStepsSummary(view) {

@@ -106,5 +106,9 @@ def test_checkers_accept_the_answer_and_reject_a_wrong_one():
     assert not check("hello world", {"type": "text", "any": ["HELLO WORLD"], "case_sensitive": True})
     both = {"type": "all", "parts": [{"type": "number", "value": 94}, {"type": "number", "value": 42}]}
     assert check("Rain chance 94 %; gcd 42.", both) and not check("Rain chance 94 %.", both)
+    # a base prefix is notation: 0xbeef and 0b1010 state the digits asked for, 0xbeefy does not
+    assert check("48879 = 0xbeef", {"type": "text", "any": ["beef"]})
+    assert check("0b1111101000", {"type": "text", "any": ["1111101000"]})
+    assert not check("0xbeefy", {"type": "text", "any": ["beef"]})
     # a word inside another word does not count
     assert not check("Sundays", {"type": "text", "any": ["sunday"]})
