@@ -8,17 +8,21 @@ waits on another's lock.
 
 ``count_later`` is the chat pipeline's path: it adds to in-memory pending counts and returns at once;
 one writer thread per store folds everything pending into the files (one locked write per user per
-round, however many requests arrived meanwhile), so an answer never waits on a write and its fsyncs.
+round of ``GATHER_S``, however many requests arrived meanwhile), so an answer never waits on a write
+and its fsyncs, and a busy user costs one write per round instead of one per request.
 ``get``, ``delete_user`` and ``flush`` (called at shutdown) first wait for the writer and write what is
 still pending, so this process reads its own counts back exactly; other processes see them once the
-running round lands (milliseconds).
+round lands (about ``GATHER_S``). ``flush`` also runs at interpreter exit; a killed process loses the
+counts of its last round.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,16 @@ from backend.storage.jsonstore import JsonFile
 
 COUNTERS = ("requests", "prompt_tokens", "completion_tokens")
 log = logging.getLogger(__name__)
+GATHER_S = 0.05  #: how long the writer lets counts accumulate before a round of writes
+
+
+def _flush_at_exit(ref: weakref.ref[UsageStore]) -> None:
+    store = ref()
+    if store is not None:
+        try:
+            store.flush()
+        except Exception:
+            log.exception("usage counters not written at exit")
 
 
 def _empty() -> dict[str, Any]:
@@ -39,7 +53,8 @@ class UsageStore:
         self._pending: dict[str, list[int]] = {}  #: user id -> [requests, prompt, completion] not yet written
         self._pending_lock = threading.Lock()  # held only to touch ``_pending`` (never across a write)
         self._write_lock = threading.Lock()  # held by whoever writes pending counts to the files
-        self._writer: threading.Thread | None = None
+        self._writer: threading.Thread | None = None  #: started with the first ``count_later``
+        self._wake = threading.Event()
 
     def _file(self, user_id: str) -> JsonFile:
         require_id(user_id, "u", what="user")
@@ -58,7 +73,8 @@ class UsageStore:
             counters["updated_at"] = int(time.time())
 
     def count_later(self, user_id: str, prompt_tokens: int, completion_tokens: int) -> None:
-        """``record_usage`` without waiting: counted now in memory, written by the writer thread."""
+        """``record_usage`` without waiting: counted now in memory, written by the writer thread
+        (which gathers for ``GATHER_S`` first, so a burst of answers costs one write per user)."""
         require_id(user_id, "u", what="user")
         with self._pending_lock:
             counts = self._pending.setdefault(user_id, [0, 0, 0])
@@ -68,21 +84,19 @@ class UsageStore:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_rounds, name="usage-writer", daemon=True)
                 self._writer.start()
+                atexit.register(_flush_at_exit, weakref.ref(self))
+        self._wake.set()
 
     def _write_rounds(self) -> None:
         while True:
+            self._wake.wait()
+            time.sleep(GATHER_S)
+            self._wake.clear()
             try:
                 with self._write_lock:
                     self._write_pending()
             except Exception:  # storage trouble: the counts stay pending for the next round or flush
                 log.exception("usage counters not written; kept in memory for the next attempt")
-                with self._pending_lock:
-                    self._writer = None
-                return
-            with self._pending_lock:
-                if not self._pending:
-                    self._writer = None
-                    return
 
     def _write_pending(self) -> None:
         """Write everything pending (the caller holds ``_write_lock``); what fails is put back."""
