@@ -91,3 +91,18 @@ def test_counts_written_behind_are_read_back_and_reach_the_file(tmp_path):
         store.count_later("../x", 1, 1)
     store.count_later(ALICE, 1, 1)
     assert store.delete_user(ALICE) is True and store.get(ALICE)["requests"] == 0
+
+
+def _count_later_and_exit(root: str) -> None:
+    store = UsageStore(Path(root))
+    for _ in range(5):
+        store.count_later(ALICE, 2, 3)  # no flush: the interpreter's exit writes what is pending
+
+
+def test_counts_written_behind_reach_the_file_when_the_process_exits(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_count_later_and_exit, args=(str(tmp_path / "usage"),))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    assert UsageStore(tmp_path / "usage").get(ALICE) == {"requests": 5, "prompt_tokens": 10, "completion_tokens": 15}
