@@ -82,6 +82,7 @@ class RateLimiter:
         self.tpm = tpm
         self._requests: dict[str, deque[float]] = defaultdict(deque)
         self._tokens: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
+        self._used: dict[str, int] = defaultdict(int)  #: the sum of ``_tokens[user]`` (kept, not re-added)
         self._lock = threading.Lock()
 
     def _prune(self, user_id: str, now: float) -> None:
@@ -90,12 +91,12 @@ class RateLimiter:
             req.popleft()
         tok = self._tokens[user_id]
         while tok and tok[0][0] <= now - WINDOW_S:
-            tok.popleft()
+            self._used[user_id] -= tok.popleft()[1]
 
     def _state(self, user_id: str, now: float) -> RateState:
         req = self._requests[user_id]
         tok = self._tokens[user_id]
-        used_tokens = sum(n for _, n in tok)
+        used_tokens = self._used[user_id]
         candidates = ([req[0]] if req else []) + ([tok[0][0]] if tok else [])
         oldest = min(candidates, default=now)
         return RateState(self.rpm, self.rpm - len(req), self.tpm, self.tpm - used_tokens, oldest + WINDOW_S - now)
@@ -107,7 +108,7 @@ class RateLimiter:
             self._prune(user_id, now)
             req = self._requests[user_id]
             tok = self._tokens[user_id]
-            used_tokens = sum(n for _, n in tok)
+            used_tokens = self._used[user_id]
             if self.rpm and len(req) >= self.rpm:
                 retry = req[0] + WINDOW_S - now
                 self._raise("requests per minute", self.rpm, retry, self._state(user_id, now))
@@ -122,6 +123,7 @@ class RateLimiter:
             return
         with self._lock:
             self._tokens[user_id].append((time.monotonic(), tokens))
+            self._used[user_id] += tokens
 
     _raise = staticmethod(_raise_limited)
 

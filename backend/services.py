@@ -172,6 +172,10 @@ class Services:
         rag = self.rag_service.loaded
         if rag is not None:
             await rag.aclose()
+        try:
+            await asyncio.to_thread(self.usage.flush)  # counts still pending in memory
+        except Exception:
+            log.exception("usage counters could not be written at shutdown")
         self.shared.close()  # the Redis connection pool, if any
         for pool in (self.store_pool, self.hash_pool):
             pool.shutdown(wait=False, cancel_futures=True)

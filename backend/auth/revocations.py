@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from backend.storage.cached import CachedJsonFile
 from backend.storage.jsonstore import JsonFile
 
 if TYPE_CHECKING:
@@ -24,11 +25,14 @@ class RevocationStore(Protocol):
 
 
 class FileRevocations:
+    """Asked on every authenticated request: a lookup costs one ``stat`` while the file is unchanged
+    (``CachedJsonFile``), and a logout by any process replaces the file, so it is seen at once."""
+
     def __init__(self, path: Path) -> None:
-        self._file = JsonFile(path)
+        self._file = CachedJsonFile(path)
 
     def is_revoked(self, jti: str) -> bool:
-        return jti in self._file.read()
+        return jti in self._file.snapshot()
 
     def revoke(self, jti: str, expires_at: int) -> None:
         now = int(time.time())

@@ -21,9 +21,13 @@ from backend.errors import AuthenticationError
 
 ALGORITHM = "HS256"  # pinned: never taken from the token header
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "sub", "jti"]
+LEEWAY_S = 5
+#: verified tokens remembered per process (signature and claims checked once per token; expiry and
+#: revocation are checked on every use)
+VERIFIED_CACHE_SIZE = 4096
 
 
-@dataclass
+@dataclass(frozen=True)
 class TokenClaims:
     sub: str
     jti: str
@@ -36,6 +40,7 @@ class TokenService:
         self._secret = secret
         self._expiry_s = expiry_minutes * 60
         self._revoked: RevocationStore = FileRevocations(revoked) if isinstance(revoked, Path) else revoked
+        self._verified: dict[str, TokenClaims] = {}  #: token -> its claims, once signature and claims checked
 
     @property
     def expiry_s(self) -> int:
@@ -54,13 +59,30 @@ class TokenService:
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
     def decode(self, token: str) -> TokenClaims:
+        """Verify ``token`` and return its claims, or raise 401. A token already verified here skips the
+        HMAC and claim parsing (same token string, same secret: same result) until it expires; whether
+        it was logged out is asked of the revocation store on every call."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = claims
+        elif time.time() > claims.exp + LEEWAY_S:
+            self._verified.pop(token, None)
+            raise AuthenticationError("Your token has expired; log in again.", code="token_expired")
+        if self._revoked.is_revoked(claims.jti):
+            raise AuthenticationError("This token was logged out.", code="token_revoked")
+        return claims
+
+    def _verify(self, token: str) -> TokenClaims:
         try:
             payload = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
                 options={"require": REQUIRED_CLAIMS},
-                leeway=5,
+                leeway=LEEWAY_S,
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationError("Your token has expired; log in again.", code="token_expired") from None
@@ -68,8 +90,6 @@ class TokenService:
             raise AuthenticationError("Invalid authentication token.", code="invalid_token") from None
         if not isinstance(payload.get("sub"), str) or not isinstance(payload.get("jti"), str):
             raise AuthenticationError("Invalid authentication token.", code="invalid_token")
-        if self._revoked.is_revoked(payload["jti"]):
-            raise AuthenticationError("This token was logged out.", code="token_revoked")
         pwv = payload.get("pwv", 0)
         return TokenClaims(sub=payload["sub"], jti=payload["jti"], exp=int(payload["exp"]), pwv=int(pwv) if isinstance(pwv, int) else -1)
 

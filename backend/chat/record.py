@@ -1,6 +1,7 @@
 """Step 4 of a chat request: ``record`` is called once, after a successful run, off the event loop.
 
-It counts the tokens (metrics, the caller's token budget, the per-user usage counters) and appends
+It counts the tokens (metrics, the caller's token budget, the per-user usage counters, written
+behind by ``UsageStore.count_later``) and appends
 the exchange to the conversation, the assistant message carrying ``meta`` (model, mode, usage, time).
 ``count_outcome`` labels the completion counter for runs that end otherwise (error, cancelled).
 """
@@ -35,7 +36,7 @@ def record(services: Services, plan: ChatPlan, result: ChatResult, response_body
     services.metrics.tokens_in.labels(plan.base_model, plan.mode.value).inc(usage.prompt_tokens)
     services.metrics.tokens_out.labels(plan.base_model, plan.mode.value).inc(usage.completion_tokens)
     services.rate_limiter.record_tokens(plan.user_id, usage.total_tokens)
-    services.usage.record_usage(plan.user_id, usage.prompt_tokens, usage.completion_tokens)
+    services.usage.count_later(plan.user_id, usage.prompt_tokens, usage.completion_tokens)
     conv = plan.conversation
     if conv is not None:
         services.conversations.append_exchange(
@@ -52,7 +53,12 @@ def record(services: Services, plan: ChatPlan, result: ChatResult, response_body
 async def record_off_loop(
     services: Services, plan: ChatPlan, result: ChatResult, response_body: dict[str, Any] | None
 ) -> None:
-    await asyncio.to_thread(record, services, plan, result, response_body)
+    """``record`` in a worker thread when it writes (a conversation) or may wait on the network (Redis);
+    otherwise inline: counters in memory, the usage files written by their own writer thread."""
+    if plan.conversation is None and services.settings.redis_url is None:
+        record(services, plan, result, response_body)
+    else:
+        await asyncio.to_thread(record, services, plan, result, response_body)
 
 
 @contextlib.contextmanager

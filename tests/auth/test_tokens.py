@@ -144,3 +144,28 @@ def test_admin_endpoints_require_admin(api):
 def test_anonymous_off_by_default(api):
     r = api.client.get("/v1/models")
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+
+
+def test_a_verified_token_still_expires_and_honours_a_logout_elsewhere(tmp_path, monkeypatch):
+    """Verified tokens are remembered per process: expiry and revocation (by any process) still apply."""
+    import pytest
+
+    from backend.auth import tokens as tokens_mod
+    from backend.errors import AuthenticationError
+
+    revoked = tmp_path / "revoked.json"
+    here, elsewhere = (tokens_mod.TokenService(TEST_SECRET, 1, revoked) for _ in range(2))
+    token = here.issue("u_0123456789ab", 1)
+    claims = here.decode(token)
+    assert here.decode(token) == claims  # the remembered verification
+    elsewhere.revoke(elsewhere.decode(token))  # logged out through another process's service
+    with pytest.raises(AuthenticationError) as exc:
+        here.decode(token)
+    assert exc.value.code == "token_revoked"
+    other = here.issue("u_0123456789ab", 1)
+    assert here.decode(other).jti != claims.jti
+    real_time = time.time
+    monkeypatch.setattr(tokens_mod.time, "time", lambda: real_time() + 60 + tokens_mod.LEEWAY_S + 1)
+    with pytest.raises(AuthenticationError) as exc:
+        here.decode(other)
+    assert exc.value.code == "token_expired"

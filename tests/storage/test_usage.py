@@ -68,3 +68,41 @@ def test_concurrent_processes_lose_nothing(tmp_path):
     assert UsageStore(tmp_path / "usage").get(ALICE) == {
         "requests": 80, "prompt_tokens": 20 * (1 + 2 + 3 + 4), "completion_tokens": 160}
     assert not list((tmp_path / "usage").glob("*.tmp"))  # no temp file left behind
+
+
+def test_counts_written_behind_are_read_back_and_reach_the_file(tmp_path):
+    """The chat pipeline's ``count_later``: many threads, no count lost, on disk once flushed."""
+    store = UsageStore(tmp_path / "usage")
+
+    def work(n: int) -> None:
+        for _ in range(50):
+            store.count_later(ALICE, n, 1)
+        store.count_later(BOB, 3, -1)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get(ALICE) == {"requests": 400, "prompt_tokens": 50 * sum(range(8)), "completion_tokens": 400}
+    store.flush()
+    assert UsageStore(tmp_path / "usage").get(BOB) == {"requests": 8, "prompt_tokens": 24, "completion_tokens": 0}
+    with pytest.raises(NotFoundError):
+        store.count_later("../x", 1, 1)
+    store.count_later(ALICE, 1, 1)
+    assert store.delete_user(ALICE) is True and store.get(ALICE)["requests"] == 0
+
+
+def _count_later_and_exit(root: str) -> None:
+    store = UsageStore(Path(root))
+    for _ in range(5):
+        store.count_later(ALICE, 2, 3)  # no flush: the interpreter's exit writes what is pending
+
+
+def test_counts_written_behind_reach_the_file_when_the_process_exits(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_count_later_and_exit, args=(str(tmp_path / "usage"),))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    assert UsageStore(tmp_path / "usage").get(ALICE) == {"requests": 5, "prompt_tokens": 10, "completion_tokens": 15}
