@@ -197,7 +197,8 @@ def index_scale(size: int, abstracts: list[str], queries: list[str], args: argpa
         retriever = bm25s.BM25()
         retriever.index([tk or ["\x00"] for tk in tokenize(texts_all)], show_progress=False)
         previous_rebuild = time.perf_counter() - t
-        rows = state.meta["rows"]
+        rows = {str(i): [c, f] for i, c, f in zip(state.rows.ids.tolist(), state.rows.chunk_ids.tolist(),
+                                                   state.rows.file_ids.tolist(), strict=True)}  # the previous JSON map
         faiss.omp_set_num_threads(0 or len(__import__("os").sched_getaffinity(0)))
         previous, recall = [], []
         catalog = settings.indexes_path / USER / "documents.json"

@@ -7,13 +7,18 @@ touches only its own postings (IDF and the average length are computed at query 
 saved index loads without tokenising anything.
 
 Postings are kept term-major: ``indptr[t]:indptr[t+1]`` slices ``rows`` (chunk rows, ascending)
-and ``tf``. ``to_bytes``/``from_bytes`` use ``np.savez`` without pickle.
+and ``tf``. ``to_bytes`` writes format 2: a JSON header naming each array's dtype, shape and
+offset, then the raw arrays (64-byte aligned), so ``from_bytes`` maps them with ``np.frombuffer``
+without parsing or copying (read-only views: updates replace arrays, never write into them).
+Format 1 (``np.savez``, no pickle) still loads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import struct
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,7 +27,10 @@ from typing import Any
 import numpy as np
 
 K1, B = 1.5, 0.75
-FORMAT = 1
+FORMAT = 2
+_MAGIC = b"BM25IDX\x02"  # format 2; format 1 was a zip (np.savez), b"PK\x03\x04"
+_ALIGN = 64
+_ARRAYS = ("chunk_ids", "file_ids", "text_digests", "vocab", "doc_len", "indptr", "rows", "tf")
 
 _stemmer: Any = None
 
@@ -203,37 +211,76 @@ class LexicalIndex:
 
     def to_bytes(self) -> bytes:
         terms = sorted(self.vocab, key=self.vocab.__getitem__)
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            format=np.array([FORMAT]),
-            chunk_ids=np.array(self.chunk_ids, dtype=np.str_),
-            file_ids=np.array(self.file_ids, dtype=np.str_),
-            text_digests=np.array(self.text_digests, dtype=np.str_),
-            vocab=np.array(terms, dtype=np.str_),
-            doc_len=self.doc_len,
-            indptr=self.indptr,
-            rows=self.rows,
-            tf=self.tf,
-        )
-        return buffer.getvalue()
+        arrays = {
+            "chunk_ids": np.array(self.chunk_ids, dtype=np.str_),
+            "file_ids": np.array(self.file_ids, dtype=np.str_),
+            "text_digests": np.array(self.text_digests, dtype=np.str_),
+            "vocab": np.array(terms, dtype=np.str_),
+            "doc_len": self.doc_len, "indptr": self.indptr, "rows": self.rows, "tf": self.tf,
+        }
+        header: dict[str, list[Any]] = {}
+        offset = 0
+        for name in _ARRAYS:
+            array = np.ascontiguousarray(arrays[name])
+            arrays[name] = array
+            header[name] = [array.dtype.str, list(array.shape), offset]
+            offset += -(-array.nbytes // _ALIGN) * _ALIGN
+        encoded = json.dumps(header).encode()
+        head = _MAGIC + struct.pack("<Q", len(encoded)) + encoded
+        parts = [head, bytes(-len(head) % _ALIGN)]
+        for name in _ARRAYS:
+            parts += [arrays[name].tobytes(), bytes(-arrays[name].nbytes % _ALIGN)]
+        return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LexicalIndex:
+        """Format 2 (views into ``data``) or format 1 (``np.savez``); ValueError if it is neither."""
+        if data[:4] == b"PK\x03\x04":
+            return cls._from_npz(data)
+        if data[: len(_MAGIC)] != _MAGIC or len(data) < len(_MAGIC) + 8:
+            raise ValueError("unknown lexical index format")
+        try:
+            return cls._from_arrays(cls._views(data))
+        except (KeyError, TypeError, struct.error) as exc:
+            raise ValueError(f"lexical index: bad header ({exc})") from None
+
+    @staticmethod
+    def _views(data: bytes) -> dict[str, np.ndarray]:
+        (head_len,) = struct.unpack_from("<Q", data, len(_MAGIC))
+        head_end = len(_MAGIC) + 8 + head_len
+        header = json.loads(data[len(_MAGIC) + 8 : head_end])
+        start = -(-head_end // _ALIGN) * _ALIGN
+        arrays: dict[str, np.ndarray] = {}
+        for name in _ARRAYS:
+            dtype_str, shape, offset = header[name]
+            dtype = np.dtype(dtype_str)
+            if dtype.kind not in "iufU" or len(shape) != 1:
+                raise ValueError(f"lexical index: bad array {name!r}")
+            count = int(shape[0])
+            if start + int(offset) + count * dtype.itemsize > len(data):
+                raise ValueError("lexical index: truncated")
+            arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=start + int(offset))
+        return arrays
+
+    @classmethod
+    def _from_npz(cls, data: bytes) -> LexicalIndex:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            if int(npz["format"][0]) != FORMAT:
+            if int(npz["format"][0]) != 1:
                 raise ValueError("unknown lexical index format")
-            terms = npz["vocab"].tolist()
-            return cls(
-                chunk_ids=npz["chunk_ids"].tolist(),
-                file_ids=npz["file_ids"].tolist(),
-                text_digests=npz["text_digests"].tolist(),
-                vocab={t: i for i, t in enumerate(terms)},
-                doc_len=npz["doc_len"],
-                indptr=npz["indptr"],
-                rows=npz["rows"],
-                tf=npz["tf"],
-            )
+            return cls._from_arrays({name: npz[name] for name in _ARRAYS})
+
+    @classmethod
+    def _from_arrays(cls, arrays: dict[str, np.ndarray]) -> LexicalIndex:
+        return cls(
+            chunk_ids=arrays["chunk_ids"].tolist(),
+            file_ids=arrays["file_ids"].tolist(),
+            text_digests=arrays["text_digests"].tolist(),
+            vocab={t: i for i, t in enumerate(arrays["vocab"].tolist())},
+            doc_len=arrays["doc_len"],
+            indptr=arrays["indptr"],
+            rows=arrays["rows"],
+            tf=arrays["tf"],
+        )
 
 
 def reciprocal_rank_fusion(

@@ -1,10 +1,12 @@
 """Dense vector stores behind one interface, always partitioned by user.
 
-* ``FaissStore``: one ``IndexIDMap2(IndexFlatIP)`` per user under ``indexes_path/<user_id>/``.
-  The index is saved with ``faiss.serialize_index`` to a generation-numbered file and committed
-  by atomically rewriting ``faiss.json`` (its metadata, which names the live generation), so a
-  crash leaves the old or the new index, never a mix. Writers take a cross-process file lock;
-  readers reload when ``faiss.json`` changes on disk. No pickle.
+* ``FaissStore``: one ``IndexIDMap2(IndexFlatIP)`` (IVF when large) per user under
+  ``indexes_path/<user_id>/``. A commit writes a generation: ``faiss.<g>.index`` (``faiss.write_index``),
+  ``faiss.<g>.rows.npz`` (the row map: FAISS id -> chunk id, file id, as numpy arrays) and the
+  sidecars, then atomically rewrites ``faiss.json``, the commit point that names the generation and
+  every file of it, so a crash leaves the old or the new generation, never a mix. Writers take a
+  cross-process file lock; readers reload when ``faiss.json`` changes on disk. No pickle.
+  Format 1 (the row map inside ``faiss.json`` as JSON) still loads; the next commit rewrites it.
 * ``ChromaStore``: a Chroma collection per user (``PersistentClient`` under ``indexes_path/chroma``,
   or ``HttpClient`` when ``settings.chroma_host`` is set), cosine space.
 
@@ -14,6 +16,7 @@ Vectors must be L2-normalised: scores are cosine similarities.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -80,22 +83,82 @@ def _faiss() -> Any:
 # --- FAISS -----------------------------------------------------------------------------------------
 
 ANN_NPROBE_FRACTION = 1 / 16  # share of the IVF lists scanned per query (recall ≈ 0.95+ on MiniLM vectors)
+META_FORMAT = 2  # 1: the row map inside faiss.json as {"<id>": [chunk_id, file_id]}; 2: faiss.<g>.rows.npz
+
+
+@dataclass
+class RowMap:
+    """FAISS id -> (chunk id, file id) for every row, ids ascending (numpy: loads without parsing JSON)."""
+
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    chunk_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.str_))
+    file_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.str_))
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    @classmethod
+    def from_json_rows(cls, rows: dict[str, list[str]]) -> RowMap:
+        """The format-1 map (``{"<id>": [chunk_id, file_id]}`` in faiss.json)."""
+        items = sorted((int(i), c, f) for i, (c, f) in rows.items())
+        if not items:
+            return cls()
+        ids, chunks, files = zip(*items, strict=True)
+        return cls(np.array(ids, dtype=np.int64), np.array(chunks, dtype=np.str_), np.array(files, dtype=np.str_))
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, ids=self.ids, chunk_ids=self.chunk_ids, file_ids=self.file_ids)
+        return buffer.getvalue()
+
+    @classmethod
+    def read(cls, path: Path) -> RowMap:
+        with np.load(path, allow_pickle=False) as npz:
+            return cls(npz["ids"].astype(np.int64), npz["chunk_ids"], npz["file_ids"])
+
+    def appended(self, ids: np.ndarray, chunk_ids: list[str], file_ids: list[str]) -> RowMap:
+        """A new map with these rows after the others (ids larger than every id here)."""
+        if not chunk_ids:
+            return self
+        return RowMap(np.concatenate([self.ids, ids.astype(np.int64)]),
+                      np.concatenate([self.chunk_ids, np.array(chunk_ids, dtype=np.str_)]),
+                      np.concatenate([self.file_ids, np.array(file_ids, dtype=np.str_)]))
+
+    def without(self, ids: np.ndarray) -> RowMap:
+        keep = ~np.isin(self.ids, ids)
+        return RowMap(self.ids[keep], self.chunk_ids[keep], self.file_ids[keep])
+
+    def ids_for_files(self, file_ids: set[str]) -> np.ndarray:
+        if not file_ids or not len(self):
+            return np.zeros(0, dtype=np.int64)
+        return self.ids[np.isin(self.file_ids, np.array(sorted(file_ids), dtype=np.str_))]
+
+    def chunks_of(self, ids: list[int]) -> list[str | None]:
+        """The chunk id of each FAISS id (None for an id with no row)."""
+        if not ids or not len(self):
+            return [None] * len(ids)
+        wanted = np.asarray(ids, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.ids, wanted), len(self) - 1)
+        found = self.ids[at] == wanted
+        names = self.chunk_ids[at].tolist()
+        return [name if ok else None for name, ok in zip(names, found.tolist(), strict=True)]
 
 
 @dataclass
 class _FaissState:
     stamp: tuple[int, int, int]  # (inode, mtime_ns, size) of faiss.json when loaded (a commit replaces the file)
     index: Any
-    meta: dict[str, Any]  # {"dim", "generation", "next_id", "rows": {int_id: [chunk_id, file_id]}, "kind", "sidecars"}
+    meta: dict[str, Any]  # {"format", "dim", "generation", "next_id", "kind", "sidecars", "files", "ivf_trained_on"}
+    rows: RowMap = field(default_factory=RowMap)
     sidecars: dict[str, bytes] = field(default_factory=dict)  # files committed in this generation
     _by_chunk: dict[str, int] | None = None
 
     def ids_for_files(self, file_ids: set[str]) -> np.ndarray:
-        return np.array([int(i) for i, (_, f) in self.meta["rows"].items() if f in file_ids], dtype=np.int64)
+        return self.rows.ids_for_files(file_ids)
 
     def id_of_chunk(self) -> dict[str, int]:
         if self._by_chunk is None:
-            self._by_chunk = {c: int(i) for i, (c, _) in self.meta["rows"].items()}
+            self._by_chunk = dict(zip(self.rows.chunk_ids.tolist(), self.rows.ids.tolist(), strict=True))
         return self._by_chunk
 
 
@@ -174,16 +237,41 @@ class FaissStore:
         faiss = _faiss()
 
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        meta = {"dim": self.dim, "generation": 0, "next_id": 0, "rows": {}, "kind": "flat", "sidecars": []}
+        meta = {"format": META_FORMAT, "dim": self.dim, "generation": 0, "next_id": 0, "kind": "flat",
+                "sidecars": [], "files": []}
         return _FaissState((0, 0, 0), index, meta)
 
     def _sidecar_path(self, user_id: str, name: str, generation: int) -> Path:
         return self._dir(user_id) / f"{name}.{generation}.bin"
 
+    @staticmethod
+    def _index_name(generation: int) -> str:
+        return f"faiss.{generation}.index"
+
+    @staticmethod
+    def _rows_name(generation: int) -> str:
+        return f"faiss.{generation}.rows.npz"
+
+    def _generation_files(self, meta: dict[str, Any]) -> list[str]:
+        """Every file of the generation ``meta`` commits (format 1 had no row-map file)."""
+        generation = int(meta["generation"])
+        files = [self._index_name(generation)]
+        if int(meta.get("format", 1)) >= 2:
+            files.append(self._rows_name(generation))
+        return files + [f"{name}.{generation}.bin" for name in meta.get("sidecars", [])]
+
+    @staticmethod
+    def _read_index(path: Path) -> Any:
+        """``faiss.read_index`` straight from the file (one copy; deserialising from numpy bytes cost two)."""
+        try:
+            return _faiss().read_index(str(path))
+        except RuntimeError:
+            if not path.exists():  # a commit in another process unlinked it: the caller reloads
+                raise FileNotFoundError(path) from None
+            raise
+
     def _load(self, user_id: str) -> _FaissState:
         """The current state, reloaded from disk if another writer changed it."""
-        faiss = _faiss()
-
         meta_path = self._meta_path(user_id)
         for _attempt in range(5):  # a commit in another process may unlink the files we were about to read
             stamp = self._stamp(meta_path)
@@ -196,14 +284,20 @@ class FaissStore:
                 break
             meta = read_json(meta_path)
             generation = int(meta["generation"])
+            directory = self._dir(user_id)
             try:
-                raw = np.fromfile(self._dir(user_id) / f"faiss.{generation}.index", dtype=np.uint8)
+                index = self._read_index(directory / self._index_name(generation))
+                if int(meta.get("format", 1)) >= 2:
+                    rows = RowMap.read(directory / self._rows_name(generation))
+                else:  # format 1: migrated in memory, written as format 2 by the next commit
+                    rows = RowMap.from_json_rows(meta.pop("rows", {}))
+                    meta["files"] = self._generation_files(meta)
                 sidecars = {
                     name: self._sidecar_path(user_id, name, generation).read_bytes() for name in meta.get("sidecars", [])
                 }
             except FileNotFoundError:
                 continue
-            state = _FaissState(stamp, faiss.deserialize_index(raw), meta, sidecars)
+            state = _FaissState(stamp, index, meta, rows, sidecars)
             break
         else:
             raise ServiceUnavailableError("The vector index is being rewritten; try again.", retry_after=1)
@@ -215,22 +309,21 @@ class FaissStore:
         faiss = _faiss()
 
         directory = self._dir(user_id)
-        old_generation = int(state.meta["generation"])
-        old_sidecars = list(state.meta.get("sidecars", []))
-        generation = old_generation + 1
-        state.meta["generation"] = generation
-        atomic_write_bytes(directory / f"faiss.{generation}.index", faiss.serialize_index(state.index).tobytes())
+        old_files = self._generation_files(state.meta) if int(state.meta["generation"]) else []
+        generation = int(state.meta["generation"]) + 1
+        state.meta["generation"], state.meta["format"] = generation, META_FORMAT
+        atomic_write_bytes(directory / self._index_name(generation), faiss.serialize_index(state.index).tobytes())
+        atomic_write_bytes(directory / self._rows_name(generation), state.rows.to_bytes())
         sidecars = dict(sidecars or {})
         for name, data in sidecars.items():
             if not _SIDECAR_RE.fullmatch(name):
                 raise ValueError(f"bad sidecar name {name!r}")
             atomic_write_bytes(self._sidecar_path(user_id, name, generation), data)
         state.meta["sidecars"] = sorted(sidecars)
+        state.meta["files"] = self._generation_files(state.meta)
         atomic_write_json(self._meta_path(user_id), state.meta)  # the commit point
-        with contextlib.suppress(FileNotFoundError):
-            (directory / f"faiss.{old_generation}.index").unlink()
-        for name in old_sidecars:
-            self._sidecar_path(user_id, name, old_generation).unlink(missing_ok=True)
+        for name in old_files:
+            (directory / name).unlink(missing_ok=True)
         state.stamp = self._stamp(self._meta_path(user_id)) or (0, 0, 0)
         state.sidecars = sidecars
         state._by_chunk = None
@@ -267,8 +360,7 @@ class FaissStore:
             ids = np.arange(start, start + len(chunk_ids), dtype=np.int64)
             if len(chunk_ids):
                 state.index.add_with_ids(vectors, ids)
-            for i, chunk_id, file_id in zip(ids.tolist(), chunk_ids, file_ids, strict=False):
-                state.meta["rows"][str(i)] = [chunk_id, file_id]
+            state.rows = state.rows.appended(ids, list(chunk_ids), list(file_ids))
             state.meta["next_id"] = start + len(chunk_ids)
             self._maybe_switch_to_ivf(state)
             self._commit(user_id, state, sidecars)
@@ -299,14 +391,9 @@ class FaissStore:
         if self.search_threads:
             faiss.omp_set_num_threads(self.search_threads)  # one query: threads only add wake-up latency
         scores, ids = state.index.search(query, min(k, state.index.ntotal), params=self._params(state, selector))
-        out = []
-        for score, int_id in zip(scores[0].tolist(), ids[0].tolist(), strict=False):
-            if int_id < 0:
-                continue
-            row = state.meta["rows"].get(str(int_id))
-            if row is not None:
-                out.append((row[0], float(score)))
-        return out
+        found = [(score, int_id) for score, int_id in zip(scores[0].tolist(), ids[0].tolist(), strict=False) if int_id >= 0]
+        chunk_ids = state.rows.chunks_of([int_id for _, int_id in found])
+        return [(chunk_id, float(score)) for (score, _), chunk_id in zip(found, chunk_ids, strict=True) if chunk_id is not None]
 
     def vectors(self, user_id: str, chunk_ids: list[str]) -> dict[str, np.ndarray]:
         """Stored vectors of those ``chunk_ids`` this user has (for re-using unchanged chunks)."""
@@ -338,8 +425,7 @@ class FaissStore:
                 # IVF's hashtable direct map removes only through an IDSelectorArray
                 selector = faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids))
                 removed = int(state.index.remove_ids(selector))
-            for i in ids.tolist():
-                state.meta["rows"].pop(str(i), None)
+            state.rows = state.rows.without(ids)
             self._commit(user_id, state, sidecars)
             return removed
 

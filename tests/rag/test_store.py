@@ -56,7 +56,7 @@ def test_faiss_store_roundtrip_and_persistence(tmp_path: Path) -> None:
     reopened = FaissStore(tmp_path, DIM)  # another process would see the committed index
     assert reopened.count("u_carol") == 2
     assert sorted(p.name for p in (tmp_path / "u_carol").iterdir() if "lock" not in p.name) == [
-        "faiss.1.index", "faiss.json"
+        "faiss.1.index", "faiss.1.rows.npz", "faiss.json"
     ]
     # no pickle: the metadata is plain JSON
     assert (tmp_path / "u_carol" / "faiss.json").read_text().startswith("{")
