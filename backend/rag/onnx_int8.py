@@ -167,3 +167,25 @@ def build_int8_graph(source: Path, target: Path, fp32_inputs: tuple[str, ...] = 
     if len(keep) != len(fp32_inputs):
         raise GraphRewriteError(f"expected MatMuls reading {fp32_inputs}, found {len(keep)}")
     quantize_dynamic(model, str(target), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
+
+
+def build_in_subprocess(source: Path, target: Path, timeout_s: float = 600.0) -> None:
+    """``build_int8_graph`` in a child process: ``onnxruntime.transformers`` appends its folder to
+    ``sys.path`` (some 60 top-level modules) and ``onnx`` stays out of the server's memory."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "backend.rag.onnx_int8", str(source), str(target)], env=env,
+                          capture_output=True, text=True, timeout=timeout_s, check=False)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise GraphRewriteError(lines[-1] if lines else f"rewrite exited with status {done.returncode}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    build_int8_graph(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -100,7 +100,7 @@ def test_the_rewrite_is_cached_verified_and_written_again_when_damaged(tmp_path:
         raise AssertionError("rebuilt although a verified graph was cached")
 
     monkeypatch.setattr(embeddings, "_int8_built", {})
-    monkeypatch.setattr("backend.rag.onnx_int8.build_int8_graph", no_build)
+    monkeypatch.setattr("backend.rag.onnx_int8.build_in_subprocess", no_build)
     second = OnnxMiniLM(cache_dir=tmp_path)
     assert np.array_equal(second.embed(["a sentence"]), reference) and second.graph == "int8"
 
@@ -120,7 +120,7 @@ def test_if_the_rewrite_fails_the_packaged_graph_runs(tmp_path: Path, monkeypatc
         raise ImportError("No module named 'onnx'")
 
     monkeypatch.setattr(embeddings, "_int8_built", {})
-    monkeypatch.setattr("backend.rag.onnx_int8.build_int8_graph", broken)
+    monkeypatch.setattr("backend.rag.onnx_int8.build_in_subprocess", broken)
     with caplog.at_level(logging.WARNING, logger="backend.rag.embeddings"):
         embedder = OnnxMiniLM(cache_dir=tmp_path)
         vectors = embedder.embed(["a sentence", "another one"])
