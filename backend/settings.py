@@ -210,6 +210,9 @@ class Settings(BaseSettings):
     # embedding batch, and the size from which a user's FAISS index is IVF (approximate) instead of exact
     embedding_threads: int = 0
     embedding_token_budget: int = 512
+    # int8: the MiniLM graph rewritten once to int8 matmuls + fused attention (cached in models/embeddings);
+    # fp32: the packaged graph as shipped (vectors identical to before issue 15)
+    embedding_precision: Literal["int8", "fp32"] = "int8"
     rag_ann_min_vectors: int = 50_000  # 0 = always exact
     # code sandbox: concurrent runs (all users, and per user), per-run cgroup, python_code switch
     python_code_enabled: bool = True

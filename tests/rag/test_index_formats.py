@@ -27,8 +27,12 @@ QUERIES = ["vaccine dose antibody", "protein microscopy", "receptor pathway tumo
 MODES = ("hybrid", "dense", "bm25")
 
 
+# the fixture's vectors came from the packaged (fp32) graph; comparing with a fresh ingest needs that embedder
+FIXTURE_EMBEDDER = {"embedding_precision": "fp32"}
+
+
 def service_on_fixture(tmp_path: Path) -> RagService:
-    settings = make_rag_settings(tmp_path)
+    settings = make_rag_settings(tmp_path, **FIXTURE_EMBEDDER)
     shutil.copytree(FIXTURE / "indexes", settings.indexes_path)
     shutil.copytree(FIXTURE / "uploads", settings.uploads_path)
     return RagService(settings, None)
@@ -53,7 +57,7 @@ def test_an_index_in_the_previous_format_answers_as_a_fresh_one(tmp_path: Path, 
                         lambda self, user_id: pytest.fail("BM25 was rebuilt instead of loaded"))
     loaded = answers(old)
     monkeypatch.undo()
-    fresh = RagService(make_rag_settings(tmp_path / "fresh"), None)
+    fresh = RagService(make_rag_settings(tmp_path / "fresh", **FIXTURE_EMBEDDER), None)
     for path in uploads():
         run(fresh.ingest(USER, path.name.split("_", 2)[2], path.read_bytes()))
     assert loaded == answers(fresh)
