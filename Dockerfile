@@ -44,6 +44,10 @@ RUN for model in qwen2.5-coder-0.5b qwen2.5-coder-1.5b smollm2-135m; do \
    || exit 1; \
     done
 
+# The embedder's int8 graph (backend/rag/onnx_int8.py) is built here too, into /opt/models/embeddings:
+# the runtime's /opt/models is read-only, and without this each process would rebuild it (≈ 5 s) in memory.
+RUN MODELS_DIR=/opt/models python -m backend.rag.embeddings && ls /opt/models/embeddings/
+
 # ---------------------------------------------------------------- runtime stage
 FROM python:3.11-slim
 

@@ -372,3 +372,9 @@ def _new_embedder(settings: Settings) -> Embedder:
     if backend == "ollama":
         return OllamaEmbedder(settings.ollama_host, settings.embedding_model, settings.embedding_batch_size)
     raise ValueError(f"unknown embedding backend {backend!r}")
+
+
+if __name__ == "__main__":  # `python -m backend.rag.embeddings`: load the embedder once (builds and caches its int8 graph)
+    from backend.settings import Settings
+
+    build_embedder(Settings()).embed(["warm up"])
