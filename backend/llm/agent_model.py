@@ -15,7 +15,6 @@ and the server says so once in its log and in ``/health/detailed``.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from backend.llm.base import LLMProvider
 from backend.settings import Settings
@@ -54,7 +53,7 @@ def missing_weights(settings: Settings) -> str | None:
 
     try:
         spec = model_spec(settings.embedded_model)
-        if (Path(settings.models_path) / spec.filename).is_file():
+        if (settings.models_path / spec.filename).is_file():
             return None
         locate_parts(spec)
     except ModelAssetError as exc:
