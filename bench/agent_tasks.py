@@ -276,11 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--fake-upstream", action="store_true", help="no model: the fake OpenAI upstream (CI smoke)")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 tasks, separate result files")
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None, help="summary file; per-task files in the folder of the same name")
     args = p.parse_args(argv)
     global PER_TASK
-    if args.quick or args.fake_upstream:
+    if args.quick or args.fake_upstream or args.out:  # --out: its own per-task files (no resume from the main ones)
         PER_TASK = Path(args.out or RESULTS / "agent_tasks_quick.json").with_suffix("")
+    if args.quick or args.fake_upstream:
         args.limit = args.limit or 3
     if args.fake_upstream:
         args.models = ["fake-upstream"]

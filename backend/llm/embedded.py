@@ -3,7 +3,9 @@
 * Weights come from ``model_assets.ensure_model`` and are loaded lazily in ``start()`` (in a thread).
 * The prompt is rendered with the GGUF's own chat template (tools included when the template
   knows them, otherwise described in the system message), then tokenized once: usage is exact.
-* A ``JsonConstraint`` becomes a llama.cpp grammar (JSON, or the JSON schema's grammar).
+* A ``JsonConstraint`` becomes a llama.cpp grammar (JSON, or the JSON schema's grammar), checked
+  after sampling as llama.cpp's own server does (``lazy_grammar``), not over the whole vocabulary
+  for every token.
 * Generation runs on one dedicated worker thread (the model does one thing at a time) and pushes
   events through an asyncio queue. When the consumer goes away, a ``threading.Event`` checked
   before every sampled token (and between prompt batches) stops the work at once.
@@ -310,11 +312,13 @@ class EmbeddedProvider(LLMProvider):
                     raise ServiceUnavailableError(self._load_error, retry_after=30) from exc
 
     def _load(self) -> None:
-        from llama_cpp import Llama, llama_chat_format
+        from llama_cpp import llama_chat_format
+
+        from backend.llm.lazy_grammar import lazy_grammar_llama_class
 
         path = ensure_model(self.settings)
         t0 = time.monotonic()
-        llama = Llama(
+        llama = lazy_grammar_llama_class()(
             model_path=str(path),
             n_ctx=self.settings.embedded_n_ctx,
             n_threads=self.n_threads,

@@ -142,6 +142,11 @@ def numeric_text(sp: ModuleType, value: object) -> str | None:
     try:
         if isinstance(value, sp.Basic) and value.is_number and not value.is_Integer:
             approx = sp.N(value, 15)
+            if approx.is_Float:  # 397.800000000000 -> 397.8, 1.50000000000000e-20 -> 1.5e-20
+                mantissa, e, exponent = str(approx).partition("e")
+                if "." in mantissa:
+                    mantissa = mantissa.rstrip("0").rstrip(".")
+                return mantissa + e + exponent
             if approx.is_Number or approx.is_number:
                 return str(approx)
     except Exception:  # noqa: BLE001 - a numeric view is optional

@@ -86,6 +86,9 @@ class Tool:
     #: the same input always gives the same output (a computed fact: math, code, SQL, statistics):
     #: its result is stated exactly in the answer, and needs no model verification
     deterministic: bool = False
+    #: the parameter that may simply be the user's question as asked (a search query): a plan step
+    #: for one part of a request fills it with that part's text instead of asking the model
+    question_argument: str | None = None
 
     def for_settings(self, settings: Settings) -> Tool:
         """This tool as offered under ``settings``: the description gains what ``describe`` adds."""
@@ -206,6 +209,7 @@ def tool(
     route_patterns: tuple[str, ...] = (),
     hint: str | None = None,
     deterministic: bool = False,
+    question_argument: str | None = None,
 ) -> Tool: ...
 
 
@@ -221,6 +225,7 @@ def tool(
     route_patterns: tuple[str, ...] = (),
     hint: str | None = None,
     deterministic: bool = False,
+    question_argument: str | None = None,
 ) -> Callable[[ToolFunc], Tool]: ...
 
 
@@ -235,6 +240,7 @@ def tool(
     route_patterns: tuple[str, ...] = (),
     hint: str | None = None,
     deterministic: bool = False,
+    question_argument: str | None = None,
 ) -> Tool | Callable[[ToolFunc], Tool]:
     """Turn ``async def f(ctx: ToolContext, ...)`` into a ``Tool``."""
 
@@ -254,6 +260,8 @@ def tool(
         model = create_model(f"{fn.__name__}_args", **fields)
         schema = model.model_json_schema()
         schema.pop("title", None)
+        if question_argument is not None and question_argument not in schema.get("properties", {}):
+            raise TypeError(f"tool {fn.__name__} has no parameter {question_argument!r}")
         for pname, prop in schema.get("properties", {}).items():
             prop.pop("title", None)
             if pname in arg_docs:
@@ -271,6 +279,7 @@ def tool(
             route_patterns=route_patterns,
             hint=hint,
             deterministic=deterministic,
+            question_argument=question_argument,
         )
 
     return wrap(func) if func is not None else wrap

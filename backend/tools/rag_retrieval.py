@@ -22,6 +22,7 @@ def _label(hit: Hit) -> str:
 
 @tool(
     timeout_s=60,
+    question_argument="query",
     categories=("documents",),
     route_patterns=(
         r"\b(?:my|our|these|those|uploaded|attached|the uploaded|the attached) (?:documents?|docs?|files?|"

@@ -25,6 +25,7 @@ def _needs_key(settings: Settings) -> str | None:
 
 @tool(
     timeout_s=60,
+    question_argument="query",
     requires=_needs_key,
     categories=("search",),
     route_patterns=(

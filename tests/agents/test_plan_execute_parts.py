@@ -12,7 +12,7 @@ from backend.agents.plan_execute.nodes import plan_from_parts
 from backend.agents.router import split_parts
 from backend.agents.runner import run_agent
 from backend.llm.types import GenerationParams
-from backend.tools.base import Tool, ToolContext, tool
+from backend.tools.base import Tool, ToolContext, ToolError, tool
 from backend.tools.math_calc import math_calc
 from backend.tools.python_code import python_code
 from backend.tools.sandbox import sandbox_available
@@ -47,9 +47,7 @@ def test_each_part_gets_its_tool_and_the_computed_part_is_stated_by_the_server(t
     llm = ScriptedLLM(
         [
             forced("weather", location="Berlin"),
-            forced("math_calc", expression="17/100*2340"),
             "In Berlin it is 21.4 C with light rain.",  # the model drafts only the lookup part
-            json.dumps({"correct": True, "problem": ""}),
         ]
     )
     steps, text, done, _ = run(llm, tools, tool_ctx, agent_settings, "What is the weather in Berlin, and what is 17% of 2340?")
@@ -58,26 +56,31 @@ def test_each_part_gets_its_tool_and_the_computed_part_is_stated_by_the_server(t
     # no planning call: the first model call is already the forced weather call
     first = json.dumps(llm.calls[0]["constraint"].schema)
     assert '"weather"' in first and "math_calc" not in first and '"steps"' not in first
+    # the expression was read from the question by rule: no model call wrote it
+    assert ran[1].input == {"expression": "17/100*2340"}
     assert "397.8" in ran[1].observation
     assert "397.8" in done.content and "21.4" in done.content
     # the lookup draft saw only the lookup part and its result, not the computation
-    draft_prompt = json.dumps(llm.calls[2]["messages"])
+    draft_prompt = json.dumps(llm.calls[1]["messages"])
     assert "Berlin" in draft_prompt and "2340" not in draft_prompt
-    assert done.llm_calls == 4 and done.verified is True
+    # every part had its own tool and succeeded: no model verification either
+    assert done.llm_calls == 2 and done.verified is True
+    verify = [s for s in steps if s.kind == "verify"]
+    assert verify and verify[0].observation.startswith("skipped")
 
 
 @needs_sandbox
 def test_all_computed_parts_need_no_draft_and_no_verification(tool_ctx, agent_settings):
     tools = {"python_code": python_code, "math_calc": math_calc}
     program = "```python\nfrom datetime import date\nprint((date(2024, 3, 1) - date(2024, 1, 1)).days)\n```"
-    llm = ScriptedLLM([forced("math_calc", expression="factorial(12)"), program])
+    llm = ScriptedLLM([program])  # "what is 12 factorial" is read by rule: factorial(12)
     question = "How many days are there between 2024-01-01 and 2024-03-01, and what is 12 factorial?"
     steps, text, done, _ = run(llm, tools, tool_ctx, agent_settings, question)
     ran = [s for s in steps if s.kind == "tool"]
     assert {s.tool for s in ran} == {"python_code", "math_calc"} and all(s.ok for s in ran)
     assert "60" in done.content.split() or ": 60" in done.content
     assert "479001600" in done.content
-    assert done.llm_calls == 2  # one per part: no planning, drafting or verification call
+    assert done.llm_calls == 1  # the program only: no planning, argument, drafting or verification call
     verify = [s for s in steps if s.kind == "verify"]
     assert verify and verify[0].observation.startswith("skipped")
 
@@ -131,18 +134,59 @@ def test_a_non_arithmetic_computation_part_runs_a_program(tool_ctx, agent_settin
     assert [(s["tool"], s.get("kind")) for s in steps] == [("weather", "call"), ("python_code", "program")]
 
 
-def test_a_rejected_lookup_draft_is_not_replanned_and_keeps_the_computed_part(tool_ctx, agent_settings):
-    tools = {"weather": weather, "math_calc": math_calc}
+@tool(name="weather", categories=("weather",))
+async def broken_weather(ctx: ToolContext, location: str) -> str:
+    """Current weather for a place.
+
+    Args:
+        location: a place name.
+    """
+    raise ToolError("the forecast service is down")
+
+
+def test_a_failed_lookup_part_is_checked_not_replanned_and_keeps_the_computed_part(tool_ctx, agent_settings):
+    tools = {"weather": broken_weather, "math_calc": math_calc}
     llm = ScriptedLLM(
         [
             forced("weather", location="Berlin"),
-            forced("math_calc", expression="1234*5678"),
             "Berlin is warm.",
             json.dumps({"correct": False, "problem": "the temperature is missing"}),
         ]
     )
     steps, _, done, _ = run(llm, tools, tool_ctx, agent_settings, "What is the weather in Berlin, and what is 1234 * 5678?")
-    assert done.llm_calls == 4 and done.verified is False  # no replan: no fifth call
+    assert done.llm_calls == 3 and done.verified is False  # no replan: no fourth call
     assert "7006652" in done.content
-    verify_prompt = json.dumps(llm.calls[3]["messages"])
+    verify_prompt = json.dumps(llm.calls[2]["messages"])
     assert "Berlin is warm." in verify_prompt and "7006652" not in verify_prompt  # only the lookup draft is checked
+
+
+def test_a_part_no_valid_call_could_be_made_for_is_said_not_dropped(tool_ctx, agent_settings):
+    tools = {"weather": weather, "math_calc": math_calc}
+    llm = ScriptedLLM(["I cannot call tools."])  # the forced call for the weather part fails
+    steps, _, done, _ = run(llm, tools, tool_ctx, agent_settings, "What is the weather in Berlin, and what is 1234 * 5678?")
+    assert "7006652" in done.content
+    assert "What is the weather in Berlin: I could not answer this part." in done.content
+    assert done.verified is False
+
+
+def test_server_filled_arguments_need_no_model_call():
+    @tool(categories=("documents",), question_argument="query")
+    async def search_docs(ctx: ToolContext, query: str, top_k: int = 5) -> str:
+        """Search the documents.
+
+        Args:
+            query: what to look for.
+            top_k: how many passages.
+        """
+        return ""
+
+    question = "According to my documents, how many vacation days does an employee get? Also, what is 2 to the power of 20?"
+    steps = plan_from_parts(split_parts(question), {"search_docs": search_docs, "math_calc": math_calc})
+    assert [(s["tool"], s["arguments"]) for s in steps] == [
+        ("search_docs", {"query": "According to my documents how many vacation days does an employee get"}),
+        ("math_calc", {"expression": "2**20"}),
+    ]
+    # a computation the rules cannot read as one expression keeps empty arguments (the model fills them)
+    steps = plan_from_parts(split_parts("What is the weather in Oslo, and what is 17% of 2340 euros in dollars?"),
+                            {"weather": weather, "math_calc": math_calc})
+    assert [(s["tool"], s["arguments"]) for s in steps] == [("weather", {}), ("math_calc", {})]

@@ -14,6 +14,7 @@ from typing import Any
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
+from backend.agents.arithmetic import expression_of
 from backend.agents.calls import call_key, forced_arguments
 from backend.agents.events import AgentStep, merge_sources
 from backend.agents.grounding import Observed, ground_answer, label
@@ -161,13 +162,36 @@ def _first_tool(
     return others[0] if others else (names[0] if names else None)
 
 
+def _expression_argument(t: Tool) -> str | None:
+    """The one required text parameter of a math tool (``expression`` for math_calc), else None."""
+    required = t.parameters.get("required") or []
+    props = t.parameters.get("properties") or {}
+    if len(required) == 1 and props.get(required[0], {}).get("type") == "string":
+        return str(required[0])
+    return None
+
+
+def _ready_arguments(part: Part, t: Tool) -> dict[str, Any]:
+    """Arguments for ``part`` that need no model call: a rule-read expression, or the part as a query."""
+    if "math" in t.categories:
+        name, expression = _expression_argument(t), expression_of(part.text)
+        if name is not None and expression is not None:
+            return {name: expression}
+    elif t.question_argument is not None:
+        return {t.question_argument: part.text}
+    return {}
+
+
 def plan_from_parts(parts: list[Part], tools: dict[str, Tool], iteration: int = 1) -> list[PlanStep]:
     """One step per independent part, without a planning call; [] when a part has no tool here.
 
-    A computation part goes to the computing path: a one-expression computation to the math tool
-    (one forced call), any other (dates, strings, counting, number theory) to a program run in the
-    sandbox (the code agent); a lookup part to the tool of its category, its arguments asked for
-    with the call forced to that tool.
+    A computation part goes to the computing path: an expression the rules read
+    (``agents.arithmetic``: "15% of 820", "2 to the power of 20", "gcd of 84 and 126") or another
+    one-expression computation to the math tool, any other (dates, strings, counting, number
+    theory) to a program run in the sandbox (the code agent); a lookup part to the tool of its
+    category. Arguments the server can fill itself (the rule-read expression; the part's text for
+    a search tool's query) are filled here; the others are asked for later with the call forced to
+    that tool (``select_tools``).
     """
     steps: list[PlanStep] = []
     for n, part in enumerate(parts, start=1):
@@ -176,7 +200,8 @@ def plan_from_parts(parts: list[Part], tools: dict[str, Tool], iteration: int = 
         if part.need == "compute":
             program_tool = _first_tool(tools, "code", deterministic=True)
             math_tool = _first_tool(tools, "math", deterministic=True, besides=program_tool)
-            if part.arithmetic and math_tool is not None and math_tool != program_tool:
+            math_ready = math_tool is not None and math_tool != program_tool
+            if math_ready and (part.arithmetic or _ready_arguments(part, tools[str(math_tool)])):
                 tool = math_tool
             elif program_tool is not None:
                 tool, kind = program_tool, "program"
@@ -186,7 +211,8 @@ def plan_from_parts(parts: list[Part], tools: dict[str, Tool], iteration: int = 
             tool = _first_tool(tools, part.need)
         if tool is None:
             return []
-        steps.append(PlanStep(id=f"{iteration}.{n}", task=part.text, tool=tool, arguments={}, kind=kind))
+        arguments = _ready_arguments(part, tools[tool]) if kind == "call" else {}
+        steps.append(PlanStep(id=f"{iteration}.{n}", task=part.text, tool=tool, arguments=arguments, kind=kind))
     return steps
 
 
@@ -372,10 +398,20 @@ async def reasoning(state: PlanExecuteState, runtime: Runtime[RunContext]) -> di
     return {"draft": g.answer}
 
 
+def _sentence_start(task: str) -> str:
+    task = task.strip().rstrip("?.!,") or "Result"
+    return task[0].upper() + task[1:]
+
+
+def _unanswered(state: PlanExecuteState) -> list[PlanStep]:
+    """This round's planned steps that never ran (no valid call could be made for them)."""
+    results = state.get("tool_results", {})
+    return [st for st in state.get("plan", []) if st["id"] not in results]
+
+
 def _stated(outcome: ToolOutcome) -> str:
     """A computed part as the server states it: the part, then its exact result."""
-    task = outcome["task"].strip().rstrip("?.!,") or "Result"
-    task = task[0].upper() + task[1:]
+    task = _sentence_start(outcome["task"])
     if not outcome["ok"]:
         return f"{task}: could not be computed ({outcome['output'].strip()[:200]})."
     out = outcome["output"].strip()
@@ -409,7 +445,8 @@ async def _compose_parts(state: PlanExecuteState, rc: RunContext) -> tuple[str, 
         draft = (out.content or "").strip()
         if not draft:
             draft = " ".join(f"{r['task']}: {r['output'].strip()[:300]}" for r in looked_up)
-    answer = "\n".join([p for p in [draft, *(_stated(r) for r in computed)] if p])
+    unanswered = [f"{_sentence_start(st['task'])}: I could not answer this part." for st in _unanswered(state)]
+    answer = "\n".join([p for p in [draft, *(_stated(r) for r in computed), *unanswered] if p])
     user_texts = [state.get("question", "")]
     g = ground_answer(answer, user_texts, _observed(rc, {r["step_id"]: r for r in results}))
     if g.changed:
@@ -429,18 +466,20 @@ async def verify(state: PlanExecuteState, runtime: Runtime[RunContext]) -> dict[
         ok, problem = False, "the answer was empty"
     elif this_round and not any(r["ok"] for r in this_round):
         ok, problem = False, "every tool call failed: " + "; ".join(r["output"][:150] for r in this_round)
-    elif _all_deterministic(rc, this_round):
-        # computed results, and the answer states them exactly by construction: nothing for a checker to add
-        _emit(
-            rc.new_step(
-                thought="Verification",
-                tool=None,
-                input=None,
-                observation="skipped: every result is computed (math/code/SQL/data) and stated exactly",
-                ok=True,
-                kind="verify",
-            )
+    elif state.get("decomposed") and _unanswered(state):
+        ok, problem = False, "no tool call could be made for: " + "; ".join(st["task"] for st in _unanswered(state))
+    elif _all_deterministic(rc, this_round) or (state.get("decomposed") and all(r["ok"] for r in this_round)):
+        # computed results, and the answer states them exactly by construction; for a request cut into
+        # parts, each part had its own tool, the computed ones are stated by the server and the
+        # looked-up ones' numbers were checked against their results (``ground_answer``): a model
+        # checker has nothing to add (and it could not send the parts back to be planned again)
+        why = (
+            "every result is computed (math/code/SQL/data) and stated exactly"
+            if _all_deterministic(rc, this_round)
+            else "every part was answered by its own tool; computed parts are stated exactly, "
+            "looked-up numbers were checked against their results"
         )
+        _emit(rc.new_step(thought="Verification", tool=None, input=None, observation=f"skipped: {why}", ok=True, kind="verify"))
         return {"verified": True, "feedback": ""}
     else:
         params = rc.llm.params(
