@@ -1,6 +1,8 @@
 """The code agent (program-of-thought / CodeAct): the model writes a program, the sandbox runs it.
 
     question -> one model call: a short Python program -> python_code (bubblewrap sandbox)
+             (a question that is one expression — "what is 15% of 820?" — is read by rule,
+             ``agents.arithmetic``, and the server writes that program itself: no model call)
              -> printed output == the answer            (exact by construction: no restating call)
              -> on an error: traceback back to the model, at most ``MAX_REPAIRS`` repairs
 
@@ -26,6 +28,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 
+from backend.agents.arithmetic import expression_of
 from backend.agents.events import AgentStep, AnswerDelta
 from backend.agents.llm import CountingLLM
 from backend.agents.messages import split_conversation
@@ -94,6 +97,7 @@ def offered_functions(question: str, tools: Mapping[str, Tool]) -> dict[str, Cha
         wanted.add("calc")
     return {name: f for name, f in enabled.items() if name in wanted}
 
+
 REPAIR_PROMPT = """The program failed:
 {error}
 Fix it. Reply with only the corrected program in one ```python block."""
@@ -120,6 +124,18 @@ def error_text(result: ToolResult) -> str:
     return text if len(text) <= ERROR_PROMPT_CHARS else "..." + text[-ERROR_PROMPT_CHARS:]
 
 
+def expression_program(expression: str) -> str:
+    """The program for a rule-read expression: exact with SymPy, printed as an integer or a decimal."""
+    return (
+        "from sympy import N, sympify\n"
+        f"value = sympify({expression!r}, rational=True)\n"
+        "text = str(value) if value.is_Integer or not value.is_number else str(N(value, 15))\n"
+        "if '.' in text and 'e' not in text and text.replace('.', '').replace('-', '').isdigit():\n"
+        "    text = text.rstrip('0').rstrip('.')\n"
+        "print(text)\n"
+    )
+
+
 def format_answer(output: str) -> str:
     """The answer is the printed output, verbatim; several lines keep their layout in a block."""
     out = output.strip()
@@ -140,9 +156,7 @@ class CodeAgent:
         self.ctx = ctx
         self.tools: dict[str, Tool] = {CODE_TOOL: python_tool} if python_tool is not None else {}
         # the enabled server tools a program may call (only the registry's own python tool gets the channel)
-        self.channel_tools = {
-            name: t for name, t in (channel_tools or {}).items() if any(f.tool == name for f in BY_NAME.values())
-        }
+        self.channel_tools = {name: t for name, t in (channel_tools or {}).items() if any(f.tool == name for f in BY_NAME.values())}
         self.functions: dict[str, ChannelFunction] = {}
         self.max_repairs = max_repairs
         self.steps: list[AgentStep] = []
@@ -215,9 +229,35 @@ class CodeAgent:
         self.steps.append(step)
         return step
 
+    async def _run_expression(self, question: str) -> AgentStep | None:
+        """A question that is one expression (``agents.arithmetic``): the server writes the program.
+
+        No model call; the program still runs in the sandbox and its output is the answer. None
+        (the model writes the program as usual) when no rule reads it or the run fails."""
+        expression = expression_of(question)
+        if expression is None or CODE_TOOL not in self.tools:
+            return None
+        program = expression_program(expression)
+        start = time.perf_counter()
+        result = await run_tool(self.tools, self.ctx, CODE_TOOL, {"code": program})
+        stdout = program_stdout(result) if result.ok else ""
+        if not stdout or stdout.startswith("(no output"):
+            return None
+        step = self._step(
+            f"The question is the expression {expression}: a program computes it.", program, result, time.perf_counter() - start
+        )
+        self.output, self.final, self.stop_reason = stdout, format_answer(stdout), "answered"
+        return step
+
     async def run(self, messages: list[Message]) -> AsyncGenerator[AgentStep | AnswerDelta, None]:
         client_system, turns = split_conversation(messages)
         question = turns[-1]["content"] if turns and turns[-1]["role"] == "user" else ""
+        ruled = await self._run_expression(question) if question else None
+        if ruled is not None:
+            yield ruled
+            for i in range(0, len(self.final), ANSWER_CHUNK_CHARS):
+                yield AnswerDelta(self.final[i : i + ANSWER_CHUNK_CHARS])
+            return
         system = self._system(client_system, question)
         if question:
             turns[-1] = {"role": "user", "content": TASK_PROMPT.format(question=task_question(question))}
@@ -278,4 +318,3 @@ class CodeAgent:
 def _unavailable(result: ToolResult) -> bool:
     text = result.output.lower()
     return "sandbox is unavailable" in text or "code execution is disabled" in text or "unknown tool" in text
-

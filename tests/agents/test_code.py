@@ -58,7 +58,7 @@ def test_the_program_runs_in_the_sandbox_not_the_server(tool_ctx, agent_settings
 @needs_sandbox
 def test_a_failing_program_gets_its_traceback_and_is_repaired(tool_ctx, agent_settings):
     llm = ScriptedLLM([fenced("print(totl)"), fenced("total = 6 * 7\nprint(total)")])
-    steps, _, done, _ = run(llm, tool_ctx, agent_settings, "What is six times seven?")
+    steps, _, done, _ = run(llm, tool_ctx, agent_settings, "How many eggs are in six rows of seven eggs?")
     assert [s.ok for s in steps] == [False, True]
     assert "NameError" in steps[0].observation and steps[1].thought.startswith("Repair 1")
     repair_prompt = llm.calls[1]["messages"][-1]["content"]
@@ -86,7 +86,7 @@ def test_a_program_that_prints_nothing_is_asked_to_print(tool_ctx, agent_setting
 @needs_sandbox
 def test_a_trailing_expression_is_printed(tool_ctx, agent_settings):
     llm = ScriptedLLM([fenced("x = 2\nx ** 100")])
-    steps, _, done, _ = run(llm, tool_ctx, agent_settings, "2 to the 100th?")
+    steps, _, done, _ = run(llm, tool_ctx, agent_settings, "How many subsets does a set of 100 elements have?")
     assert steps[0].input == "x = 2\nprint(x ** 100)"
     assert done.content == str(2**100) and done.llm_calls == 1
 
@@ -144,7 +144,7 @@ def test_code_mode_through_the_api_streams_the_program_step_then_the_output(api)
     import json
 
     api.provider.outputs = [fenced("print(sum(range(101)))", "\n```output\n5000\n```")]
-    body = {"model": "scripted-model:code", "stream": True, "messages": [{"role": "user", "content": "Sum 0..100"}]}
+    body = {"model": "scripted-model:code", "stream": True, "messages": [{"role": "user", "content": "The sum of 0 to 100?"}]}
     r = api.client.post("/v1/chat/completions", json=body, headers=api.auth("bob"))
     assert r.status_code == 200, r.text
     chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
@@ -154,11 +154,26 @@ def test_code_mode_through_the_api_streams_the_program_step_then_the_output(api)
     assert [(s["tool"], s["input"], s["observation"]) for s in steps] == [("python_code", "print(sum(range(101)))", "5050")]
     assert content == "5050"
     api.provider.outputs = [fenced("print(2 ** 10)")]
-    body = {"model": "scripted-model", "mode": "code", "messages": [{"role": "user", "content": "2^10"}]}
+    body = {"model": "scripted-model", "mode": "code", "messages": [{"role": "user", "content": "Bytes in a kibibyte?"}]}
     data = api.client.post("/v1/chat/completions", json=body, headers=api.auth("bob")).json()
     assert data["choices"][0]["message"]["content"] == "1024"
     assert data["agent"]["mode"] == "code" and data["agent"]["steps"][0]["tool"] == "python_code"
     assert data["agent"]["llm_calls"] == 1
+
+
+@needs_sandbox
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [("What is 15% of 820?", "123"), ("What is ten divided by four?", "2.5"), ("What is 2 to the power of 100?", str(2**100)),
+     ("What is the gcd of 84 and 126?", "42"), ("What is the square root of 2?", "1.4142135623731")],
+)
+def test_a_question_that_is_one_expression_needs_no_model_call(tool_ctx, agent_settings, question, answer):
+    llm = ScriptedLLM([])  # any model call would fail the run
+    steps, text, done, _ = run(llm, tool_ctx, agent_settings, question)
+    assert done.llm_calls == 0 and done.reason == "answered"
+    assert [(s.tool, s.ok) for s in steps] == [("python_code", True)]
+    assert "sympify(" in steps[0].input  # the server's program ran in the sandbox
+    assert steps[0].observation.strip() == answer and done.content == answer and text == answer
 
 
 def test_a_typed_in_result_is_never_the_answer(tool_ctx, agent_settings):

@@ -103,9 +103,9 @@ def test_an_arithmetic_question_is_not_offered_server_functions(tmp_path, shop_d
     ctx = ToolContext(user_id="u1", settings=settings)
     llm = ScriptedLLM([fenced("print(6 * 7)")])
     tools = {"python_code": python_code, "sql_query": sql_query.for_settings(settings)}
-    _, _, done, _ = _code(llm, ctx, settings, "What is six times seven?", tools)
+    _, _, done, _ = _code(llm, ctx, settings, "How many eggs are in six rows of seven eggs?", tools)
     assert "from tools import" not in llm.calls[0]["messages"][0]["content"]
-    assert "6 times 7" in llm.calls[0]["messages"][-1]["content"], "number words reach the model as numerals"
+    assert "6 rows of 7 eggs" in llm.calls[0]["messages"][-1]["content"], "number words reach the model as numerals"
     assert done.content == "42"
 
 

@@ -331,7 +331,7 @@ def test_agent_mode_steps_become_reasoning_items(api):
 
 def test_auto_routes_computation_to_the_code_path_and_its_program_is_a_reasoning_item(api):
     api.provider.outputs = ["```python\nprint(6 * 7)\n```"]
-    r = post(api, {"model": "scripted-model", "input": "Calculate 6*7"})
+    r = post(api, {"model": "scripted-model", "input": "Calculate 6*7 for my homework"})
     assert r.status_code == 200, r.text
     body = r.json()
     validate(body, "Response")

@@ -43,7 +43,7 @@ def test_code_steps_run_on_the_agent_model_and_its_output_is_the_answer(split_se
     client = split_server.openai()
     r = client.chat.completions.create(
         model="smollm2-135m-instruct:code", temperature=0,
-        messages=[{"role": "user", "content": "What is 98765 multiplied by 4321?"}],
+        messages=[{"role": "user", "content": "A warehouse has 98765 boxes of 4321 screws each. How many screws are there?"}],
     )
     extra = r.model_extra or {}
     assert extra["agent"]["mode"] == "code" and extra["agent"]["model"] == "qwen2.5-coder-0.5b-instruct"
