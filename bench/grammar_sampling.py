@@ -3,13 +3,15 @@
 
 The server's own path (``EmbeddedProvider.complete`` with a forced ``tool_choice``, the registry's
 tools, greedy), one model loaded once; for every (question, round) both orders run back to back,
-alternating which goes first, so load affects both alike. ``lazy_grammar = False`` on the loaded
+alternating which goes first, so load affects both alike; neither reuses the other's prompt from the
+KV cache (both evaluate the prompt after the system turn, which an untimed warm-up call per question
+put in the prefix cache for both alike). ``lazy_grammar = False`` on the loaded
 model gives llama-cpp-python's grammar-first order (the previous code's behaviour).
 
 Printed: seconds per call in each order, their ratio, completion tokens, and whether the two
 outputs were identical (greedy decoding: they must be). Results in ``bench/results/grammar_sampling.json``.
 
-    .venv/bin/python bench/grammar_sampling.py [--model qwen2.5-coder-1.5b] [--rounds 2]
+    .venv/bin/python bench/grammar_sampling.py [--model qwen2.5-coder-1.5b] [--rounds 2] [--quick]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import BENCH_DATA, load_avg, machine_info, table, write_results  # noqa: E402
+from bench.common import BENCH_DATA, RESULTS, load_avg, machine_info, table, write_results  # noqa: E402
 
 #: (tool, question): argument calls of the kinds the agents make
 CALLS = [
@@ -56,21 +58,30 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     llama: Any = provider._llama
     tools = select_tools(None, settings, None)
     rows: list[dict[str, Any]] = []
+
+    def request(name: str, question: str) -> tuple[list[Any], Any]:
+        t = tools[name]
+        params = GenerationParams(
+            temperature=0.0, max_tokens=200, tools=[t.openai_spec()],
+            tool_choice={"type": "function", "function": {"name": name}},
+        )
+        return [
+            {"role": "system", "content": f"Call the tool {name} with arguments for this task."},
+            {"role": "user", "content": question},
+        ], params
+
+    for name, question in CALLS[: args.calls]:  # warm-up, untimed: each tool's system turn is then in the prefix cache
+        messages, params = request(name, question)
+        llama.n_tokens = 0
+        await provider.complete(messages, params)
     for r in range(args.rounds):
-        for i, (name, question) in enumerate(CALLS):
-            t = tools[name]
-            params = GenerationParams(
-                temperature=0.0, max_tokens=200, tools=[t.openai_spec()],
-                tool_choice={"type": "function", "function": {"name": name}},
-            )
-            messages = [
-                {"role": "system", "content": f"Call the tool {name} with arguments for this task."},
-                {"role": "user", "content": question},
-            ]
+        for i, (name, question) in enumerate(CALLS[: args.calls]):
+            messages, params = request(name, question)
             out: dict[bool, Any] = {}
             order = [True, False] if (i + r) % 2 == 0 else [False, True]
             for lazy in order:
                 llama.lazy_grammar = lazy
+                llama.n_tokens = 0  # the same prompt work for both: nothing reused from the other order's call
                 t0 = time.perf_counter()
                 done = await provider.complete(messages, params)
                 seconds = time.perf_counter() - t0
@@ -106,8 +117,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="qwen2.5-coder-1.5b")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="smoke run: smollm2-135m, 2 calls, one round")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+    if args.quick:
+        args.model, args.rounds, args.calls = "smollm2-135m", 1, 2
+    else:
+        args.calls = len(CALLS)
     payload = asyncio.run(_main(args))
     s = payload["summary"]
     print(table(
@@ -116,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
         [[s["model"], s["n"], s["median_lazy_s"], s["median_grammar_first_s"], s["total_ratio"],
           s["median_per_call_ratio"], f"{s['identical_outputs']}/{s['n']}"]],
     ))
-    print("wrote", write_results("grammar_sampling", payload, args.out))
+    out = args.out or (RESULTS / "grammar_sampling_quick.json" if args.quick else None)
+    print("wrote", write_results("grammar_sampling", payload, out))
 
 
 if __name__ == "__main__":

@@ -195,6 +195,17 @@ def test_overhead_quick_smollm(tmp_path: Path) -> None:
     assert res["ratios"]["e2e_tps_nonstream"] > 0
 
 
+@pytest.mark.model
+def test_grammar_sampling_quick_smollm(tmp_path: Path) -> None:
+    if not (REPO / "data" / "models" / "smollm2-135m-instruct-q4_1.gguf").exists():
+        pytest.skip("the SmolLM2-135M model is not assembled")
+    out = tmp_path / "grammar.json"
+    run_script("grammar_sampling", "--quick", "--out", str(out), timeout=600)
+    summary = load(out)["summary"]
+    assert summary["n"] == 2 and summary["identical_outputs"] == 2  # greedy: both orders give the same call
+    assert summary["median_lazy_s"] > 0 and summary["median_grammar_first_s"] > 0
+
+
 def test_embeddings_throughput_quick(tmp_path: Path) -> None:
     out = tmp_path / "embeddings_throughput.json"
     stdout = run_script("embeddings_throughput", "--quick", "--out", str(out))
