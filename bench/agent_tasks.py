@@ -157,7 +157,7 @@ def ask(client: Any, model: str, question: str, max_tokens: int) -> dict[str, An
         "agent_mode": agent.get("mode") or "chat",
         "agent_reason": agent.get("reason"),
         "agent_source": agent.get("source"),
-        "llm_calls": agent.get("llm_calls") or 1,
+        "llm_calls": int(agent["llm_calls"]) if "llm_calls" in agent else 1,  # plain chat: its one call
         "tools": [s.get("tool") for s in steps if s.get("tool")],
         "completion_tokens": (body.get("usage") or {}).get("completion_tokens", 0),
     }
